@@ -1,0 +1,42 @@
+"""One settings object, read from the environment (``KNOWCAST_*``) and overridable by CLI flags."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass
+class Settings:
+    database_url: str = field(
+        default_factory=lambda: os.environ.get("KNOWCAST_DATABASE_URL", "sqlite:///knowcast.db")
+    )
+    redis_url: str | None = field(default_factory=lambda: os.environ.get("KNOWCAST_REDIS_URL") or None)
+    artifacts_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("KNOWCAST_ARTIFACTS", "knowcast-artifacts"))
+    )
+    #: Largest request body the API accepts (bytes); larger ones get 413.
+    max_body_bytes: int = field(default_factory=lambda: _int("KNOWCAST_MAX_BODY_BYTES", 20 * 1024 * 1024))
+    #: Largest batch (rows) one request or import chunk may carry; larger ones get 413.
+    max_batch_rows: int = field(default_factory=lambda: _int("KNOWCAST_MAX_BATCH_ROWS", 50_000))
+    #: With auth off every request is admin: for the local quick start only.
+    auth_enabled: bool = field(default_factory=lambda: os.environ.get("KNOWCAST_AUTH", "on") != "off")
+    #: Secret for keyed pseudonymisation of user ids at ingest (only when asked for).
+    pseudonym_key: str | None = field(default_factory=lambda: os.environ.get("KNOWCAST_PSEUDONYM_KEY") or None)
+    #: Events whose timestamp is further than this in the future are rejected.
+    max_future_skew_ms: int = 24 * 3600 * 1000
+
+
+def get_settings() -> Settings:
+    return Settings()
