@@ -69,7 +69,11 @@ def _keep_top_k_rows(dense: np.ndarray, k: int) -> sp.csr_matrix:
     k = min(k, n_cols)
     if k <= 0:
         return sp.csr_matrix((n_rows, n_cols), dtype=np.float32)
-    idx = np.argpartition(-dense, k - 1, axis=1)[:, :k] if k < n_cols else np.tile(np.arange(n_cols), (n_rows, 1))
+    idx = (
+        np.argpartition(-dense, k - 1, axis=1)[:, :k]
+        if k < n_cols
+        else np.tile(np.arange(n_cols), (n_rows, 1))
+    )
     vals = np.take_along_axis(dense, idx, axis=1)
     keep = vals > 0
     rows = np.repeat(np.arange(n_rows), k).reshape(n_rows, k)
@@ -147,7 +151,11 @@ class PopularInSegment(Recommender):
         timestamps: sp.spmatrix | None = None,
     ) -> None:
         n_users = user_items.shape[0]
-        segs = np.zeros(n_users, dtype=object) if user_segments is None else np.asarray(user_segments, dtype=object)
+        segs = (
+            np.zeros(n_users, dtype=object)
+            if user_segments is None
+            else np.asarray(user_segments, dtype=object)
+        )
         if segs.shape != (n_users,):
             raise ValueError(f"user_segments must have one label per user row ({n_users}), got {segs.shape}")
         weights = user_items.copy()
@@ -163,7 +171,9 @@ class PopularInSegment(Recommender):
             )
         global_share = glob.item_popularity_ / max(float(glob.item_popularity_.sum()), 1e-12)
         labels, codes = np.unique(segs.astype(str), return_inverse=True)
-        onehot = sp.csr_matrix((np.ones(n_users, np.float32), (codes, np.arange(n_users))), (len(labels), n_users))
+        onehot = sp.csr_matrix(
+            (np.ones(n_users, np.float32), (codes, np.arange(n_users))), (len(labels), n_users)
+        )
         seg_pop = np.asarray((onehot @ weights).todense(), dtype=np.float32)
         seg_users = np.bincount(codes, minlength=len(labels)).astype(np.float32)
         seg_share = seg_pop / np.maximum(seg_pop.sum(axis=1, keepdims=True), 1e-12)
@@ -183,7 +193,9 @@ class PopularInSegment(Recommender):
             return self.segment_scores_[pos].copy()
         return self.global_scores_.copy()
 
-    def recommend_for_segment(self, segment: Any, n: int = 10, seen: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def recommend_for_segment(
+        self, segment: Any, n: int = 10, seen: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` for a new user who belongs to ``segment``; ``seen`` item ids are left out."""
         s = self.segment_scores(segment)[None, :]
         if seen is not None:
@@ -535,7 +547,9 @@ class ContentBased(Recommender):
             raise ValueError("ContentBased.fit needs item_features (items x features matrix)")
         f = item_features
         if f.shape[0] != user_items.shape[1]:
-            raise ValueError(f"item_features has {f.shape[0]} rows, user_items has {user_items.shape[1]} items")
+            raise ValueError(
+                f"item_features has {f.shape[0]} rows, user_items has {user_items.shape[1]} items"
+            )
         if self.tfidf:
             from sklearn.feature_extraction.text import TfidfTransformer
 

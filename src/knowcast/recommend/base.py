@@ -50,7 +50,9 @@ def as_user_items(user_items: Any, name: str = "user_items") -> sp.csr_matrix:
             raise TypeError(f"{name} must be 2-D (users x items), got shape {user_items.shape}")
         user_items = sp.csr_matrix(user_items)
     if not sp.issparse(user_items):
-        raise TypeError(f"{name} must be a scipy.sparse matrix (users x items), got {type(user_items).__name__}")
+        raise TypeError(
+            f"{name} must be a scipy.sparse matrix (users x items), got {type(user_items).__name__}"
+        )
     m = sp.csr_matrix(user_items, dtype=np.float32)
     if m.nnz:
         bad = ~np.isfinite(m.data) | (m.data < 0)
@@ -148,7 +150,7 @@ class Recommender(ABC):
 
     @abstractmethod
     def _score(self, user_ids: np.ndarray, rows: sp.csr_matrix) -> np.ndarray:
-        """Dense ``(len(user_ids), n_items)`` float32 scores; ``rows[i]`` is the history of ``user_ids[i]``."""
+        """Dense ``(len(user_ids), n_items)`` float32 scores; ``rows[i]`` is the history of user ``i``."""
 
     def _item_vectors(self) -> np.ndarray | sp.spmatrix | None:
         """Vectors whose cosine similarity defines ``similar_items`` (None: use :meth:`_item_similarity`)."""
@@ -166,7 +168,9 @@ class Recommender(ABC):
             raise ValueError("user_items is required: pass the rows of the users to recommend for")
         ui = as_user_items(user_items)
         if ui.shape[1] != self.n_items_:
-            raise ValueError(f"user_items has {ui.shape[1]} item columns, the model was fitted on {self.n_items_}")
+            raise ValueError(
+                f"user_items has {ui.shape[1]} item columns, the model was fitted on {self.n_items_}"
+            )
         if ui.shape[0] == len(user_ids):
             return ui
         if ui.shape[0] > int(user_ids.max(initial=-1)):

@@ -66,7 +66,9 @@ class InteractionData:
             if self.timestamps.shape != self.matrix.shape or self.timestamps.nnz != self.matrix.nnz:
                 raise ValueError("timestamps must have the same shape and non-zeros as matrix")
         if self.item_features is not None and self.item_features.shape[0] != n_items:
-            raise ValueError(f"item_features has {self.item_features.shape[0]} rows, expected {n_items} items")
+            raise ValueError(
+                f"item_features has {self.item_features.shape[0]} rows, expected {n_items} items"
+            )
         if self.user_segments is not None and len(self.user_segments) != n_users:
             raise ValueError(f"user_segments has {len(self.user_segments)} entries, expected {n_users} users")
 
@@ -93,7 +95,9 @@ class InteractionData:
     def to_frame(self) -> pd.DataFrame:
         """Long form: one row per interaction with ``user``, ``item`` (indices), ``weight`` and ``ts``."""
         coo = self.matrix.tocoo()
-        df = pd.DataFrame({"user": coo.row.astype(np.int64), "item": coo.col.astype(np.int64), "weight": coo.data})
+        df = pd.DataFrame(
+            {"user": coo.row.astype(np.int64), "item": coo.col.astype(np.int64), "weight": coo.data}
+        )
         if self.timestamps is not None:
             t = self.timestamps.tocoo()
             ts = pd.Series(t.data, index=pd.MultiIndex.from_arrays([t.row, t.col]))
@@ -188,8 +192,14 @@ def from_frame(
     np.cumsum(np.bincount(g["u"].to_numpy(), minlength=shape[0]), out=indptr[1:])
     indices = g["i"].to_numpy(np.int32)
     m = sp.csr_matrix((g["w"].to_numpy(np.float32), indices, indptr), shape=shape)
-    ts = sp.csr_matrix((g["t"].to_numpy(np.float64), indices.copy(), indptr.copy()), shape=shape) if ts_col else None
-    return InteractionData(matrix=m, user_ids=users.to_numpy(), item_ids=items.to_numpy(), timestamps=ts, name=name)
+    ts = (
+        sp.csr_matrix((g["t"].to_numpy(np.float64), indices.copy(), indptr.copy()), shape=shape)
+        if ts_col
+        else None
+    )
+    return InteractionData(
+        matrix=m, user_ids=users.to_numpy(), item_ids=items.to_numpy(), timestamps=ts, name=name
+    )
 
 
 def load_movielens_100k(min_rating: float = 3.0, path: Any = None) -> InteractionData:
@@ -225,7 +235,9 @@ def load_movielens_latest_small(min_rating: float = 3.0, path: Any = None) -> In
     base = shared_data("movielens", "ml-latest-small") if path is None else path
     ratings = pd.read_csv(f"{base}/ratings.csv")
     ratings = ratings[ratings["rating"] >= min_rating]
-    data = from_frame(ratings, user_col="userId", item_col="movieId", ts_col="timestamp", name="ml-latest-small")
+    data = from_frame(
+        ratings, user_col="userId", item_col="movieId", ts_col="timestamp", name="ml-latest-small"
+    )
     movies = pd.read_csv(f"{base}/movies.csv").set_index("movieId").reindex(data.item_ids)
     genre_lists = movies["genres"].fillna("").str.split("|")
     names = sorted({g for gs in genre_lists for g in gs if g and g != "(no genres listed)"})
@@ -269,7 +281,7 @@ def from_events(
 
     A ``view`` counts only if ``watch_ratio >= min_watch_ratio`` (a swipe-away is not interest); other event
     types add their weight from ``weights``; types not listed (impressions, refunds...) are ignored. With an
-    ``items`` frame (``item_id``, ``kind``, ``tags``, ``creator_id``, ``price``...) the whole catalogue becomes
+    ``items`` frame (``item_id``, ``kind``, ``tags``, ``creator_id``, ``price``) the whole catalogue becomes
     the columns, tags become item features and the frame is kept as ``data.items``.
     """
     w = DEFAULT_EVENT_WEIGHTS if weights is None else weights
@@ -294,8 +306,10 @@ def from_events(
         meta = items.set_index("item_id").loc[data.item_ids].reset_index()
         data.items = meta
         if "tags" in meta.columns:
-            tag_lists = [list(t) if isinstance(t, list | tuple | np.ndarray) else str(t or "").split("|")
-                         for t in meta["tags"]]
+            tag_lists = [
+                list(t) if isinstance(t, list | tuple | np.ndarray) else str(t or "").split("|")
+                for t in meta["tags"]
+            ]
             extra = []
             for col in ("kind", "creator_id"):
                 if col in meta.columns:
@@ -317,7 +331,9 @@ def from_events(
     return data
 
 
-def load_simulation(config: Any = None, min_watch_ratio: float = 0.3, **config_kwargs: Any) -> InteractionData:
+def load_simulation(
+    config: Any = None, min_watch_ratio: float = 0.3, **config_kwargs: Any
+) -> InteractionData:
     """Run ``knowcast.sim.simulate_platform`` and turn its events into :class:`InteractionData`."""
     from knowcast.sim import SimConfig, simulate_platform  # type: ignore[attr-defined]
 

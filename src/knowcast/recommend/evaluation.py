@@ -72,8 +72,12 @@ def _ratio_counts(tot: np.ndarray, ratios: tuple[float, float, float]) -> tuple[
     return n_valid, n_test
 
 
-def make_split(data: InteractionData, kind: str = "random", seed: int = 0,
-          ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> Split:
+def make_split(
+    data: InteractionData,
+    kind: str = "random",
+    seed: int = 0,
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+) -> Split:
     """Cut ``data`` into train / validation / test (see the module docstring for the three kinds)."""
     if kind not in SPLITS:
         raise ValueError(f"split kind must be one of {SPLITS}, got {kind!r}")
@@ -257,12 +261,24 @@ def evaluate(
     score_s = time.perf_counter() - t0
     pop = np.asarray((fit_data.matrix > 0).sum(axis=0)).ravel()
     feats = fit_data.item_features if fit_data.item_features is not None else fit_data.matrix.T.tocsr()
-    metrics = evaluate_ranking(rec, truth, k, item_popularity=pop, n_train_users=fit_data.n_users,
-                               item_features=feats)
-    out: dict[str, Any] = {f"{m}@{k}" if m not in ("coverage", "novelty", "ild", "users") else m: v
-                           for m, v in metrics.items()}
-    out.update({"model": repr(model), "dataset": fit_data.name, "split": sp_.kind, "seed": sp_.seed,
-                "phase": phase, "k": k, "fit_s": round(fit_s, 3), "score_s": round(score_s, 3)})
+    metrics = evaluate_ranking(
+        rec, truth, k, item_popularity=pop, n_train_users=fit_data.n_users, item_features=feats
+    )
+    out: dict[str, Any] = {
+        f"{m}@{k}" if m not in ("coverage", "novelty", "ild", "users") else m: v for m, v in metrics.items()
+    }
+    out.update(
+        {
+            "model": repr(model),
+            "dataset": fit_data.name,
+            "split": sp_.kind,
+            "seed": sp_.seed,
+            "phase": phase,
+            "k": k,
+            "fit_s": round(fit_s, 3),
+            "score_s": round(score_s, 3),
+        }
+    )
     return out
 
 
