@@ -212,6 +212,7 @@ class ExperimentSpec:
     def transition(self, to: str, actor: str, ts: int) -> ExperimentSpec:
         if to not in TRANSITIONS:
             raise ValueError(f"unknown state {to!r}")
+        to = ExperimentState(to).value
         if to not in TRANSITIONS[self.state]:
             raise ValueError(f"experiment {self.key!r}: cannot go from {self.state} to {to}")
         new: dict[str, Any] = {"state": to}
