@@ -3,7 +3,8 @@
 Train on a seeded 80% of videos, predict the other 20%. Compared in the same run:
 - majority class (always the most frequent training category),
 - plain baseline: TF-IDF over the caption's words + scikit-learn's default LogisticRegression,
-- knowcast's CategoryClassifier: caption + cover text + hashtags, word and character n-gram TF-IDF, linear SVM.
+- knowcast's CategoryClassifier: caption + cover text + hashtags, word and character n-gram TF-IDF,
+  linear SVM.
 
 Videos whose category is UNKNOWN (40) are dropped. KuaiRec's item_categories.csv ``feat`` column is NOT used:
 it holds the category ids themselves and would leak the answer.

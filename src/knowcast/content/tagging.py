@@ -40,7 +40,9 @@ def _check_fitted(obj: object, attr: str) -> None:
         raise RuntimeError(f"{type(obj).__name__} is not fitted: call fit() first")
 
 
-def textrank(tokens: Sequence[str], window: int = 4, damping: float = 0.85, n_iter: int = 50) -> dict[str, float]:
+def textrank(
+    tokens: Sequence[str], window: int = 4, damping: float = 0.85, n_iter: int = 50
+) -> dict[str, float]:
     """TextRank scores of the distinct tokens of one document.
 
     Tokens that appear within ``window`` positions of each other are linked (undirected, weighted by how
@@ -92,7 +94,9 @@ class KeywordExtractor:
         self.top_k = top_k
         self.min_df = min_df
 
-    def fit(self, docs: Sequence[str] | None = None, tokens: Sequence[list[str]] | None = None) -> KeywordExtractor:
+    def fit(
+        self, docs: Sequence[str] | None = None, tokens: Sequence[list[str]] | None = None
+    ) -> KeywordExtractor:
         """Learn IDF from item documents (``docs``) or already tokenized ones (``tokens``)."""
         if self.method not in {"tfidf", "textrank"}:
             raise ValueError(f"method must be 'tfidf' or 'textrank', got {self.method!r}")
@@ -202,7 +206,7 @@ class CategoryClassifier:
     def fit(
         self, docs: Sequence[str], labels: Sequence[str], tokens: Sequence[list[str]] | None = None
     ) -> CategoryClassifier:
-        """``docs``: one text per item (see :func:`knowcast.content.text.item_document`); ``labels``: its category."""
+        """``docs``: one text per item (see ``item_document``); ``labels``: their categories."""
         if len(docs) != len(labels):
             raise ValueError(f"docs has {len(docs)} rows but labels has {len(labels)}")
         for i, lab in enumerate(labels):
@@ -234,7 +238,9 @@ class CategoryClassifier:
         p = np.exp(3.0 * (z - z.max(axis=1, keepdims=True)))
         p /= p.sum(axis=1, keepdims=True)
         order = np.argsort(-p, axis=1)[:, :k]
-        return [[(str(self.classes_[j]), round(float(p[i, j]), 4)) for j in row] for i, row in enumerate(order)]
+        return [
+            [(str(self.classes_[j]), round(float(p[i, j]), 4)) for j in row] for i, row in enumerate(order)
+        ]
 
 
 class KeywordTaxonomyTagger:

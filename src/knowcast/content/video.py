@@ -83,7 +83,9 @@ class VideoFeatures:
             "video_codec": self.video_codec,
             "has_audio": self.has_audio,
             "n_shots": self.n_shots,
-            "cuts_per_minute": round(60.0 * len(self.shot_cuts) / self.duration_s, 3) if self.duration_s else 0.0,
+            "cuts_per_minute": round(60.0 * len(self.shot_cuts) / self.duration_s, 3)
+            if self.duration_s
+            else 0.0,
             "mean_brightness": round(self.mean_brightness, 3),
             "mean_colourfulness": round(self.mean_colourfulness, 3),
             "mean_loudness_db": round(float(np.mean([v for _, v in self.loudness_db])), 3)
@@ -102,7 +104,8 @@ class VideoFeatures:
 def colourfulness(rgb: np.ndarray) -> float:
     """Hasler & Suesstrunk (2003) colourfulness of an ``HxWx3`` RGB image (0 = grey; >100 very colourful).
 
-    ``rg = R - G``, ``yb = (R + G)/2 - B``; ``C = sqrt(sd(rg)^2 + sd(yb)^2) + 0.3 * sqrt(mean(rg)^2 + mean(yb)^2)``.
+    ``rg = R - G``, ``yb = (R + G)/2 - B``;
+    ``C = sqrt(sd(rg)^2 + sd(yb)^2) + 0.3 * sqrt(mean(rg)^2 + mean(yb)^2)``.
     """
     x = rgb.astype(np.float32)
     rg = x[..., 0] - x[..., 1]
@@ -170,7 +173,7 @@ class VideoAnalyzer:
 
     # ------------------------------------------------------------------ public
     def analyze(self, path: str | Path, keyframe_path: str | Path | None = None) -> VideoFeatures:
-        """Analyse ``path``; when ``keyframe_path`` is given, write the keyframe there (``.png`` or ``.jpg``)."""
+        """Analyse ``path``; with ``keyframe_path`` (``.png``/``.jpg``), write the keyframe there."""
         if self.sample_fps <= 0:
             raise ValueError(f"sample_fps must be > 0, got {self.sample_fps}")
         path = Path(path)
@@ -381,7 +384,10 @@ class VideoAnalyzer:
         counts = np.bincount(bins)
         keep = counts > 0
         ts = times[0] + np.arange(len(sums)) * step
-        return [(round(float(t), 3), round(float(v), 3)) for t, v in zip(ts[keep], sums[keep] / counts[keep], strict=True)]
+        return [
+            (round(float(t), 3), round(float(v), 3))
+            for t, v in zip(ts[keep], sums[keep] / counts[keep], strict=True)
+        ]
 
     def _cuts(self, times: np.ndarray, dist: np.ndarray) -> list[float]:
         cuts: list[float] = []
