@@ -59,7 +59,7 @@ def affinity(taste: np.ndarray, topics: np.ndarray) -> np.ndarray:
 
 def p_view(aff: np.ndarray, quality: np.ndarray, channel: np.ndarray, position: np.ndarray) -> np.ndarray:
     """Impression -> view of a short video (or opening a live). Position bias: lower slots are skipped."""
-    return sigmoid(-1.6 + 3.0 * aff + 0.35 * quality + _EFF[channel, 0] - 0.12 * position)
+    return sigmoid(-1.0 + 3.0 * aff + 0.35 * quality + _EFF[channel, 0] - 0.12 * position)
 
 
 def sample_watch_ratio(rng: np.random.Generator, aff: np.ndarray, quality: np.ndarray) -> np.ndarray:
@@ -83,26 +83,37 @@ def p_engage(ratio: np.ndarray, aff: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def p_click_promoted(ratio: np.ndarray, aff_paid: np.ndarray, quality: np.ndarray,
-                     channel: np.ndarray) -> np.ndarray:
+def p_click_promoted(
+    ratio: np.ndarray, aff_paid: np.ndarray, quality: np.ndarray, channel: np.ndarray
+) -> np.ndarray:
     """After watching a promoting video: click the promoted paid item's link."""
-    return sigmoid(-4.3 + 1.6 * np.minimum(ratio, 1.2) + 2.2 * aff_paid + 0.2 * quality + _EFF[channel, 1])
+    return sigmoid(-4.6 + 1.6 * np.minimum(ratio, 1.2) + 2.2 * aff_paid + 0.2 * quality + _EFF[channel, 1])
 
 
-def p_click_paid(aff: np.ndarray, quality: np.ndarray, channel: np.ndarray, position: np.ndarray) -> np.ndarray:
+def p_click_paid(
+    aff: np.ndarray, quality: np.ndarray, channel: np.ndarray, position: np.ndarray
+) -> np.ndarray:
     """Impression of a paid item card -> open its page (a click)."""
-    return sigmoid(-4.0 + 2.6 * aff + 0.3 * quality + _EFF[channel, 1] - 0.1 * position)
+    return sigmoid(-4.4 + 2.6 * aff + 0.3 * quality + _EFF[channel, 1] - 0.1 * position)
 
 
 def p_cart(aff: np.ndarray, quality: np.ndarray, channel: np.ndarray) -> np.ndarray:
     """Item page -> add to cart."""
-    return sigmoid(-2.3 + 2.2 * aff + 0.3 * quality + _EFF[channel, 2])
+    return sigmoid(-2.7 + 2.2 * aff + 0.3 * quality + _EFF[channel, 2])
 
 
-def p_buy(aff: np.ndarray, price: np.ndarray, budget: np.ndarray, sensitivity: np.ndarray,
-          channel: np.ndarray, treated: np.ndarray | None = None) -> np.ndarray:
+def p_buy(
+    aff: np.ndarray,
+    price: np.ndarray,
+    budget: np.ndarray,
+    sensitivity: np.ndarray,
+    channel: np.ndarray,
+    treated: np.ndarray | None = None,
+) -> np.ndarray:
     """Cart -> pay. Price is judged against the monthly budget; sensitive users drop out on dear items."""
-    logit = -0.4 + 1.8 * aff - sensitivity * 1.4 * np.log1p(price / np.maximum(budget, 1.0)) + _EFF[channel, 3]
+    logit = (
+        -1.0 + 1.8 * aff - sensitivity * 1.4 * np.log1p(price / np.maximum(budget, 1.0)) + _EFF[channel, 3]
+    )
     if treated is not None:
         logit = logit + EXPERIMENT_LOGIT_LIFT * treated
     return sigmoid(logit)
@@ -110,11 +121,16 @@ def p_buy(aff: np.ndarray, price: np.ndarray, budget: np.ndarray, sensitivity: n
 
 def p_refund(aff: np.ndarray) -> np.ndarray:
     """A purchase is refunded more often when the item fits the buyer poorly."""
-    return 0.015 + 0.08 * (1.0 - aff)
+    return 0.025 + 0.1 * (1.0 - aff)
 
 
-def update_taste(taste: np.ndarray, consumed_topics: np.ndarray, weight: np.ndarray,
-                 rate: float = 0.04, max_step: float = 0.25) -> np.ndarray:
+def update_taste(
+    taste: np.ndarray,
+    consumed_topics: np.ndarray,
+    weight: np.ndarray,
+    rate: float = 0.04,
+    max_step: float = 0.25,
+) -> np.ndarray:
     """Move tastes toward what was consumed: ``taste <- (1-s) taste + s * consumed`` with s = rate*weight.
 
     ``consumed_topics`` holds, per row, the weighted mean topic vector of what the user consumed; rows with

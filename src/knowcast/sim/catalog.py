@@ -83,8 +83,13 @@ def _ts(ms: np.ndarray) -> pd.Series:
     return pd.Series(pd.to_datetime(np.asarray(ms, dtype="int64"), unit="ms", utc=True))
 
 
-def _pick_rows(rng: np.random.Generator, pools: dict[str, pd.DataFrame], topics: np.ndarray,
-               used: dict[str, int], perms: dict[str, np.ndarray]) -> list[tuple[pd.Series, int]]:
+def _pick_rows(
+    rng: np.random.Generator,
+    pools: dict[str, pd.DataFrame],
+    topics: np.ndarray,
+    used: dict[str, int],
+    perms: dict[str, np.ndarray],
+) -> list[tuple[pd.Series, int]]:
     """For each topic index, the next row of that topic's pool in a seeded order; cycles with a round count."""
     out = []
     for t in topics:
@@ -113,14 +118,19 @@ def build_catalog(cfg: SimConfig) -> Catalog:
     fame = rng.lognormal(0.0, 1.0, size=C)
     fame = fame / fame.max()
     creator_created = start_ms - rng.integers(30, 1500, size=C) * DAY_MS - rng.integers(0, DAY_MS, size=C)
-    names = [f"{_NAME_HEAD[rng.integers(len(_NAME_HEAD))]}{TOPIC_LABELS_ZH[TOPICS[ct[0]]]}"
-             f"{_NAME_TAIL[rng.integers(len(_NAME_TAIL))]}{i + 1:03d}" for i, ct in enumerate(creator_topics)]
-    creators = pd.DataFrame({
-        "creator_id": [f"c{i + 1:04d}" for i in range(C)],
-        "name": names,
-        "topics": [[TOPICS[t] for t in ct] for ct in creator_topics],
-        "created_at": _ts(creator_created),
-    })[list(CREATOR_COLUMNS)]
+    names = [
+        f"{_NAME_HEAD[rng.integers(len(_NAME_HEAD))]}{TOPIC_LABELS_ZH[TOPICS[ct[0]]]}"
+        f"{_NAME_TAIL[rng.integers(len(_NAME_TAIL))]}{i + 1:03d}"
+        for i, ct in enumerate(creator_topics)
+    ]
+    creators = pd.DataFrame(
+        {
+            "creator_id": [f"c{i + 1:04d}" for i in range(C)],
+            "name": names,
+            "topics": [[TOPICS[t] for t in ct] for ct in creator_topics],
+            "created_at": _ts(creator_created),
+        }
+    )[list(CREATOR_COLUMNS)]
 
     # ---- item kinds and owners
     N = cfg.n_items
@@ -130,13 +140,19 @@ def build_catalog(cfg: SimConfig) -> Catalog:
     if n_video < 2:
         raise ValueError(f"SimConfig.n_items={N} leaves no room for short videos")
     paid_kinds = rng.choice(list(PAID_KIND_MIX), size=n_paid, p=list(PAID_KIND_MIX.values()))
-    kinds = np.concatenate([paid_kinds, np.full(n_video, "short_video"), np.full(n_live, "live")]).astype(object)
+    kinds = np.concatenate([paid_kinds, np.full(n_video, "short_video"), np.full(n_live, "live")]).astype(
+        object
+    )
     w = np.sqrt(fame) + 0.05
     w = w / w.sum()
     first = rng.permutation(C)[: min(C, n_paid)]  # most creators own at least one paid item
     paid_owner = np.concatenate([first, rng.choice(C, size=n_paid - len(first), p=w)])
-    owner = np.concatenate([paid_owner, rng.choice(np.unique(paid_owner), size=n_video + n_live,
-                                                   p=_renorm(w[np.unique(paid_owner)]))])
+    owner = np.concatenate(
+        [
+            paid_owner,
+            rng.choice(np.unique(paid_owner), size=n_video + n_live, p=_renorm(w[np.unique(paid_owner)])),
+        ]
+    )
     # topic: one of the owner's topics, the first more often
     primary = np.empty(N, dtype=np.int64)
     for i in range(N):
@@ -158,7 +174,13 @@ def build_catalog(cfg: SimConfig) -> Catalog:
     perms: dict[str, np.ndarray] = {}
     paid_rows = np.arange(n_paid)
     picks = _pick_rows(rng, corp.course_titles, primary[paid_rows], used, perms)
-    kind_suffix = {"column": "｜专栏", "ebook": "（电子书）", "audio": "·音频课", "course": "", "membership": ""}
+    kind_suffix = {
+        "column": "｜专栏",
+        "ebook": "（电子书）",
+        "audio": "·音频课",
+        "course": "",
+        "membership": "",
+    }
     for i, (row, rnd) in zip(paid_rows, picks, strict=True):
         k = kinds[i]
         base = str(row["title"]).strip()
@@ -209,13 +231,20 @@ def build_catalog(cfg: SimConfig) -> Catalog:
 
     # ---- lives: schedule in the evening, some still on air or upcoming at the horizon's end
     live_rows = np.arange(n_paid + n_video, N)
-    sched = start_ms + rng.integers(0, cfg.days + 2, size=n_live) * DAY_MS \
-        + (rng.integers(18, 22, size=n_live) * 60 + rng.choice([0, 30], size=n_live)) * 60_000 - 8 * 3_600_000
+    sched = (
+        start_ms
+        + rng.integers(0, cfg.days + 2, size=n_live) * DAY_MS
+        + (rng.integers(18, 22, size=n_live) * 60 + rng.choice([0, 30], size=n_live)) * 60_000
+        - 8 * 3_600_000
+    )
     length = rng.integers(60, 181, size=n_live) * 60_000
     started = sched + rng.integers(0, 10, size=n_live) * 60_000
     ended = started + length
-    state = np.where(started >= end_ms, LiveState.SCHEDULED.value,
-                     np.where(ended > end_ms, LiveState.LIVE.value, LiveState.ENDED.value))
+    state = np.where(
+        started >= end_ms,
+        LiveState.SCHEDULED.value,
+        np.where(ended > end_ms, LiveState.LIVE.value, LiveState.ENDED.value),
+    )
     for j, i in enumerate(live_rows):
         own = paid_by_creator[int(owner[i])]
         k = int(min(len(own), rng.integers(1, 4)))
@@ -225,12 +254,15 @@ def build_catalog(cfg: SimConfig) -> Catalog:
         tags[i] = [TOPICS[primary[i]], "直播"]
         duration[i] = float(length[j] // 1000)
         created[i] = sched[j] - rng.integers(1, 4) * DAY_MS
-    live_sessions = pd.DataFrame({
-        "item_id": None, "scheduled_start": _ts(sched),
-        "started_at": _ts(np.where(state == "scheduled", 0, started)),
-        "ended_at": _ts(np.where(state == "ended", ended, 0)),
-        "state": state,
-    })
+    live_sessions = pd.DataFrame(
+        {
+            "item_id": None,
+            "scheduled_start": _ts(sched),
+            "started_at": _ts(np.where(state == "scheduled", 0, started)),
+            "ended_at": _ts(np.where(state == "ended", ended, 0)),
+            "state": state,
+        }
+    )
     live_sessions.loc[state == "scheduled", "started_at"] = pd.NaT
     live_sessions.loc[state != "ended", "ended_at"] = pd.NaT
 
@@ -238,19 +270,21 @@ def build_catalog(cfg: SimConfig) -> Catalog:
     item_ids = np.array([f"i{i + 1:05d}" for i in range(N)], dtype=object)
     live_sessions["item_id"] = item_ids[live_rows]
     creator_ids = creators["creator_id"].to_numpy(dtype=object)
-    items = pd.DataFrame({
-        "item_id": item_ids,
-        "kind": kinds,
-        "title": titles,
-        "description": descs,
-        "tags": tags,
-        "creator_id": creator_ids[owner],
-        "price": price,
-        "currency": np.where(np.isnan(price), None, "CNY").astype(object),
-        "duration_s": duration,
-        "created_at": _ts(created),
-        "promotes": [[item_ids[j] for j in p] for p in promotes],
-    })[list(ITEM_COLUMNS)]
+    items = pd.DataFrame(
+        {
+            "item_id": item_ids,
+            "kind": kinds,
+            "title": titles,
+            "description": descs,
+            "tags": tags,
+            "creator_id": creator_ids[owner],
+            "price": price,
+            "currency": np.where(np.isnan(price), None, "CNY").astype(object),
+            "duration_s": duration,
+            "created_at": _ts(created),
+            "promotes": [[item_ids[j] for j in p] for p in promotes],
+        }
+    )[list(ITEM_COLUMNS)]
     assert set(items["kind"]) <= {k.value for k in ItemKind}
     promo_first = np.array([p[0] if p else -1 for p in promotes], dtype=np.int64)
 
@@ -261,31 +295,77 @@ def build_catalog(cfg: SimConfig) -> Catalog:
     age = rng.choice(["18-24", "25-34", "35-44", "45+"], size=U, p=[0.3, 0.38, 0.2, 0.12])
     budget = rng.lognormal(np.log(150), 0.9, size=U) * np.where(age == "18-24", 0.6, 1.0)
     sens = rng.lognormal(0.0, 0.35, size=U)
-    device = rng.choice(["android", "ios", "mini_program", "web"], size=U, p=[0.55, 0.3, 0.1, 0.05]).astype(object)
-    u_created = np.where(rng.random(U) < 0.1, start_ms + rng.uniform(0, cfg.days, size=U) * DAY_MS,
-                         start_ms - rng.uniform(1, 720, size=U) * DAY_MS).astype(np.int64)
+    device = rng.choice(["android", "ios", "mini_program", "web"], size=U, p=[0.55, 0.3, 0.1, 0.05]).astype(
+        object
+    )
+    u_created = np.where(
+        rng.random(U) < 0.1,
+        start_ms + rng.uniform(0, cfg.days, size=U) * DAY_MS,
+        start_ms - rng.uniform(1, 720, size=U) * DAY_MS,
+    ).astype(np.int64)
     tier = rng.choice([1, 2, 3, 4, 5], size=U, p=[0.2, 0.3, 0.25, 0.15, 0.1])
     gender = rng.choice(["f", "m", "unknown"], size=U, p=[0.47, 0.45, 0.08])
     country = rng.choice(["CN", "SG", "MY", "US", "CA"], size=U, p=[0.92, 0.03, 0.02, 0.02, 0.01])
-    signup = rng.choice(["organic", "kol", "ad", "referral", "other_platform"], size=U,
-                        p=[0.45, 0.15, 0.2, 0.1, 0.1])
-    users = pd.DataFrame({
-        "user_id": [f"u{i + 1:06d}" for i in range(U)],
-        "created_at": _ts(u_created),
-        "attributes": [{"city_tier": int(a), "age_band": str(b), "device": str(c), "gender": str(d),
-                        "country": str(e), "signup_channel": str(f)}
-                       for a, b, c, d, e, f in zip(tier, age, device, gender, country, signup, strict=True)],
-    })[list(USER_COLUMNS)]
+    signup = rng.choice(
+        ["organic", "kol", "ad", "referral", "other_platform"], size=U, p=[0.45, 0.15, 0.2, 0.1, 0.1]
+    )
+    users = pd.DataFrame(
+        {
+            "user_id": [f"u{i + 1:06d}" for i in range(U)],
+            "created_at": _ts(u_created),
+            "attributes": [
+                {
+                    "city_tier": int(a),
+                    "age_band": str(b),
+                    "device": str(c),
+                    "gender": str(d),
+                    "country": str(e),
+                    "signup_channel": str(f),
+                }
+                for a, b, c, d, e, f in zip(tier, age, device, gender, country, signup, strict=True)
+            ],
+        }
+    )[list(USER_COLUMNS)]
 
     n_kol = max(3, C // 10)
-    kols = pd.DataFrame({"kol_id": [f"kol_{i + 1:03d}" for i in range(n_kol)],
-                         "topic": [TOPICS[t] for t in rng.integers(0, K, size=n_kol)]})
+    kols = pd.DataFrame(
+        {
+            "kol_id": [f"kol_{i + 1:03d}" for i in range(n_kol)],
+            "topic": [TOPICS[t] for t in rng.integers(0, K, size=n_kol)],
+        }
+    )
 
     live_start = np.where(state == "scheduled", -1, started).astype(np.int64)
     live_end = np.where(state == "scheduled", -1, np.minimum(ended, end_ms)).astype(np.int64)
-    return Catalog(cfg, corp, creators, items, users, live_sessions, kols, fame, topic_vec, primary, quality,
-                   pop, kinds, owner, price, duration, created, promo_first, taste, activity, budget, sens,
-                   u_created, device, live_rows, live_start, live_end)
+    return Catalog(
+        cfg,
+        corp,
+        creators,
+        items,
+        users,
+        live_sessions,
+        kols,
+        fame,
+        topic_vec,
+        primary,
+        quality,
+        pop,
+        kinds,
+        owner,
+        price,
+        duration,
+        created,
+        promo_first,
+        taste,
+        activity,
+        budget,
+        sens,
+        u_created,
+        device,
+        live_rows,
+        live_start,
+        live_end,
+    )
 
 
 def _renorm(w: np.ndarray) -> np.ndarray:

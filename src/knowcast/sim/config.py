@@ -22,7 +22,7 @@ class SimConfig:
     days: int = 30
     start: str = "2026-10-01"
     #: mean sessions a user opens per day (lognormal across users)
-    sessions_per_day: float = 0.6
+    sessions_per_day: float = 0.7
     #: impressions per feed session
     feed_slate: int = 6
     #: share of the catalog that is paid (course, column, ebook, audio, membership) and that is live
@@ -41,7 +41,9 @@ class SimConfig:
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"SimConfig.seed must be a non-negative int, got {self.seed!r}")
         if self.n_items < 3 * self.n_creators // 10 + 10:
-            raise ValueError(f"SimConfig.n_items={self.n_items} is too small for n_creators={self.n_creators}")
+            raise ValueError(
+                f"SimConfig.n_items={self.n_items} is too small for n_creators={self.n_creators}"
+            )
         for name in ("paid_share", "live_share"):
             v = getattr(self, name)
             if not 0.0 < v < 1.0:

@@ -52,28 +52,63 @@ TOPIC_LABELS_ZH: dict[str, str] = {
 # Keyword rules: the first topic whose pattern matches a title wins (order matters: data before programming).
 _TOPIC_RULES: tuple[tuple[str, str, str], ...] = (
     # (topic, English word prefixes matched at a word start, Chinese substrings)
-    ("data_ai", r"data|machine learning|deep learning|ai\b|artificial intel|analytics|statistic|tensorflow|neural",
-     r"数据|人工智能|机器学习|深度学习|统计|智能"),
-    ("programming", r"python|java|javascript|web|html|css|php|coding|programming|developer|software|app\b|"
-     r"android|ios\b|react|angular|sql|wordpress|jquery|node\.?js|ruby|c\+\+|cloud|cyber|computer",
-     r"程序|编程|计算机|软件|算法|数据结构|网络|操作系统|编译"),
-    ("finance", r"financ|invest|stock|trading|forex|accounting|bitcoin|crypto|tax\b|money|economic",
-     r"金融|经济|会计|投资|财务|证券|税|理财|股"),
-    ("business", r"business|management|marketing|entrepreneur|leadership|sales\b|excel\b|strateg|"
-     r"negotiat|brand", r"管理|营销|商业|创业|市场|企业|领导"),
-    ("design", r"design|photoshop|illustrator|graphic|logo\b|ui\b|drawing|painting|photograph|animation",
-     r"设计|艺术|美术|绘画|书法|摄影|建筑"),
+    (
+        "data_ai",
+        r"data|machine learning|deep learning|ai\b|artificial intel|analytics|statistic|tensorflow|neural",
+        r"数据|人工智能|机器学习|深度学习|统计|智能",
+    ),
+    (
+        "programming",
+        r"python|java|javascript|web|html|css|php|coding|programming|developer|software|app\b|"
+        r"android|ios\b|react|angular|sql|wordpress|jquery|node\.?js|ruby|c\+\+|cloud|cyber|computer",
+        r"程序|编程|计算机|软件|算法|数据结构|网络|操作系统|编译",
+    ),
+    (
+        "finance",
+        r"financ|invest|stock|trading|forex|accounting|bitcoin|crypto|tax\b|money|economic",
+        r"金融|经济|会计|投资|财务|证券|税|理财|股",
+    ),
+    (
+        "business",
+        r"business|management|marketing|entrepreneur|leadership|sales\b|excel\b|strateg|"
+        r"negotiat|brand",
+        r"管理|营销|商业|创业|市场|企业|领导",
+    ),
+    (
+        "design",
+        r"design|photoshop|illustrator|graphic|logo\b|ui\b|drawing|painting|photograph|animation",
+        r"设计|艺术|美术|绘画|书法|摄影|建筑",
+    ),
     ("music", r"guitar|piano|music|drum|singing|violin|ukulele|chord|jazz", r"音乐|乐器|声乐|钢琴|唱歌"),
-    ("language", r"english|spanish|chinese language|french|german|japanese|language|writing|grammar",
-     r"英语|法语|德语|日语|语言|写作|文学|汉语|语音|翻译"),
-    ("health", r"health|medic|nutrition|fitness|yoga|clinical|disease|workout", r"医学|健康|营养|护理|健身|"
-     r"体育|临床|疾病|中药|养生"),
+    (
+        "language",
+        r"english|spanish|chinese language|french|german|japanese|language|writing|grammar",
+        r"英语|法语|德语|日语|语言|写作|文学|汉语|语音|翻译",
+    ),
+    (
+        "health",
+        r"health|medic|nutrition|fitness|yoga|clinical|disease|workout",
+        r"医学|健康|营养|护理|健身|"
+        r"体育|临床|疾病|中药|养生",
+    ),
     ("psychology", r"psycholog|happiness|philosoph|well-being|mental health|mindful", r"心理|哲学|情绪|幸福"),
-    ("science", r"physics|chemistry|biology|math|calculus|engineering|astronom|climate|genom", r"物理|化学|"
-     r"生物|数学|工程|力学|天文|地理|材料|电路"),
-    ("humanities", r"history|law\b|legal|politic|culture|society|religio|ancient", r"历史|法律|法学|政治|文化|"
-     r"社会|思想|考古"),
-    ("parenting", r"parent|child|kids?\b|family|teaching|education", r"育儿|儿童|家庭|教育|教学|幼儿|亲子|宝宝"),
+    (
+        "science",
+        r"physics|chemistry|biology|math|calculus|engineering|astronom|climate|genom",
+        r"物理|化学|"
+        r"生物|数学|工程|力学|天文|地理|材料|电路",
+    ),
+    (
+        "humanities",
+        r"history|law\b|legal|politic|culture|society|religio|ancient",
+        r"历史|法律|法学|政治|文化|"
+        r"社会|思想|考古",
+    ),
+    (
+        "parenting",
+        r"parent|child|kids?\b|family|teaching|education",
+        r"育儿|儿童|家庭|教育|教学|幼儿|亲子|宝宝",
+    ),
 )
 _UDEMY_SUBJECT_TOPIC = {
     "Web Development": "programming",
@@ -128,12 +163,33 @@ _FALLBACK_TITLES = {
     "humanities": ["中国历史二十讲", "Introduction to Law", "西方文化导论"],
     "parenting": ["科学育儿课", "Teaching Kids to Code", "儿童心理与教育"],
 }
-_FALLBACK_CAPTIONS = ["三分钟讲清楚一个知识点", "干货分享，记得收藏", "今天聊聊这个问题", "新手必看的技巧",
-                      "Quick tip you need to know # learning", "坚持学习的第 30 天"]
+_FALLBACK_CAPTIONS = [
+    "三分钟讲清楚一个知识点",
+    "干货分享，记得收藏",
+    "今天聊聊这个问题",
+    "新手必看的技巧",
+    "Quick tip you need to know # learning",
+    "坚持学习的第 30 天",
+]
 _FALLBACK_DANMAKU = ["哈哈哈哈", "学到了", "666", "讲得太好了", "前排", "收藏了", "没听懂", "老师好"]
-_FALLBACK_LIVECHAT = ["主播好", "666666", "来了来了", "怎么买", "有回放吗", "哈哈哈", "这个课多少钱", "讲得清楚"]
-_FALLBACK_REVIEWS = [(1, "很好，很实用"), (1, "老师讲得很清楚"), (0, "太贵了，不值"), (0, "内容太水了"),
-                     (1, "物超所值"), (0, "听不懂，失望")]
+_FALLBACK_LIVECHAT = [
+    "主播好",
+    "666666",
+    "来了来了",
+    "怎么买",
+    "有回放吗",
+    "哈哈哈",
+    "这个课多少钱",
+    "讲得清楚",
+]
+_FALLBACK_REVIEWS = [
+    (1, "很好，很实用"),
+    (1, "老师讲得很清楚"),
+    (0, "太贵了，不值"),
+    (0, "内容太水了"),
+    (1, "物超所值"),
+    (0, "听不懂，失望"),
+]
 
 
 def topic_of(text: str) -> str | None:
@@ -181,25 +237,55 @@ def _load_courses(base) -> pd.DataFrame:
     if p.exists():
         u = pd.read_csv(p).drop_duplicates("course_id")
         u = u[u["is_paid"].astype(str) == "True"]
-        topic = [topic_of(t) or _UDEMY_SUBJECT_TOPIC.get(s) for t, s in zip(u["course_title"], u["subject"],
-                                                                              strict=True)]
-        frames.append(pd.DataFrame({"title": u["course_title"].astype(str), "price_usd": u["price"].astype(float),
-                                    "hours": u["content_duration"].astype(float), "level": u["level"],
-                                    "org": "", "origin": "udemy", "topic": topic}))
+        topic = [
+            topic_of(t) or _UDEMY_SUBJECT_TOPIC.get(s)
+            for t, s in zip(u["course_title"], u["subject"], strict=True)
+        ]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "title": u["course_title"].astype(str),
+                    "price_usd": u["price"].astype(float),
+                    "hours": u["content_duration"].astype(float),
+                    "level": u["level"],
+                    "org": "",
+                    "origin": "udemy",
+                    "topic": topic,
+                }
+            )
+        )
     p = base / "courses" / "coursera_courses.csv"
     if p.exists():
         c = pd.read_csv(p)
-        frames.append(pd.DataFrame({"title": c["course_title"].astype(str), "price_usd": float("nan"),
-                                    "hours": float("nan"), "level": c["course_difficulty"],
-                                    "org": c["course_organization"], "origin": "coursera",
-                                    "topic": [topic_of(t) for t in c["course_title"].astype(str)]}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "title": c["course_title"].astype(str),
+                    "price_usd": float("nan"),
+                    "hours": float("nan"),
+                    "level": c["course_difficulty"],
+                    "org": c["course_organization"],
+                    "origin": "coursera",
+                    "topic": [topic_of(t) for t in c["course_title"].astype(str)],
+                }
+            )
+        )
     p = base / "courses" / "icourse163_mooc_courses.csv"
     if p.exists():
         m = pd.read_csv(p)
-        frames.append(pd.DataFrame({"title": m["course_name"].astype(str), "price_usd": float("nan"),
-                                    "hours": float("nan"), "level": "", "org": m["school_name"],
-                                    "origin": "icourse163",
-                                    "topic": [topic_of(t) for t in m["course_name"].astype(str)]}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "title": m["course_name"].astype(str),
+                    "price_usd": float("nan"),
+                    "hours": float("nan"),
+                    "level": "",
+                    "org": m["school_name"],
+                    "origin": "icourse163",
+                    "topic": [topic_of(t) for t in m["course_name"].astype(str)],
+                }
+            )
+        )
     if not frames:
         return pd.DataFrame(columns=["title", "price_usd", "hours", "level", "org", "origin", "topic"])
     out = pd.concat(frames, ignore_index=True)
@@ -211,14 +297,21 @@ def _load_captions(base) -> pd.DataFrame:
     p = base / "kuairec" / "kuairec_caption_category.csv"
     if p.exists():
         k = pd.read_csv(p, keep_default_na=False)
-        for cap, cover, tags, c1, c2 in zip(k["caption"], k["manual_cover_text"], k["topic_tag"],
-                                            k["first_level_category_name"], k["second_level_category_name"],
-                                            strict=True):
+        for cap, cover, tags, c1, c2 in zip(
+            k["caption"],
+            k["manual_cover_text"],
+            k["topic_tag"],
+            k["first_level_category_name"],
+            k["second_level_category_name"],
+            strict=True,
+        ):
             topic = _KUAIREC_CATEGORY_TOPIC.get(c2) or _KUAIREC_CATEGORY_TOPIC.get(c1)
             cap = str(cap).strip()
             if topic is None or not cap or len(cap) > 80 or cap.startswith("#") or "热门" in cap:
                 continue
-            rows.append((cap, "" if cover == "UNKNOWN" else str(cover), _parse_hashtags(tags), "kuairec", topic))
+            rows.append(
+                (cap, "" if cover == "UNKNOWN" else str(cover), _parse_hashtags(tags), "kuairec", topic)
+            )
     p = base / "microlens" / "MicroLens-50k_titles.csv"
     if p.exists():
         m = pd.read_csv(p, keep_default_na=False)
@@ -257,8 +350,11 @@ def _load_comments(base) -> tuple[list[str], list[str], pd.DataFrame]:
 
 
 def _fallback_courses() -> pd.DataFrame:
-    rows = [(t, float("nan"), float("nan"), "", "", "builtin", topic)
-            for topic, titles in _FALLBACK_TITLES.items() for t in titles]
+    rows = [
+        (t, float("nan"), float("nan"), "", "", "builtin", topic)
+        for topic, titles in _FALLBACK_TITLES.items()
+        for t in titles
+    ]
     return pd.DataFrame(rows, columns=["title", "price_usd", "hours", "level", "org", "origin", "topic"])
 
 
@@ -278,8 +374,10 @@ def load_corpora(use_shared: bool = True) -> Corpora:
     if courses is None or len(courses) == 0:
         courses = _fallback_courses()
     if caps is None or len(caps) == 0:
-        caps = pd.DataFrame([(c, "", [], "builtin", t) for t in TOPICS for c in _FALLBACK_CAPTIONS],
-                            columns=["caption", "cover", "hashtags", "origin", "topic"])
+        caps = pd.DataFrame(
+            [(c, "", [], "builtin", t) for t in TOPICS for c in _FALLBACK_CAPTIONS],
+            columns=["caption", "cover", "hashtags", "origin", "topic"],
+        )
     danmaku = danmaku or list(_FALLBACK_DANMAKU)
     livechat = livechat or list(_FALLBACK_LIVECHAT)
     if len(reviews) == 0:
@@ -290,8 +388,16 @@ def load_corpora(use_shared: bool = True) -> Corpora:
         ct = courses[courses["topic"] == t].reset_index(drop=True)
         course_titles[t] = ct if len(ct) else _fallback_courses().query("topic == @t").reset_index(drop=True)
         cp = caps[caps["topic"] == t].reset_index(drop=True)
-        captions[t] = cp if len(cp) else caps.sample(min(len(caps), 20), random_state=0).reset_index(drop=True)
-    counts = {"course_titles": int(len(courses)), "captions": int(len(caps)), "danmaku": len(danmaku),
-              "livechat": len(livechat), "reviews": int(len(reviews))}
-    return Corpora("shared" if used_shared else "builtin", course_titles, captions, danmaku, livechat,
-                   reviews, counts)
+        captions[t] = (
+            cp if len(cp) else caps.sample(min(len(caps), 20), random_state=0).reset_index(drop=True)
+        )
+    counts = {
+        "course_titles": int(len(courses)),
+        "captions": int(len(caps)),
+        "danmaku": len(danmaku),
+        "livechat": len(livechat),
+        "reviews": int(len(reviews)),
+    }
+    return Corpora(
+        "shared" if used_shared else "builtin", course_titles, captions, danmaku, livechat, reviews, counts
+    )

@@ -33,8 +33,9 @@ T = {t: i for i, t in enumerate(TYPES)}
 #: Share of sessions per channel: feed, search, push, kol, other_platform.
 SESSION_CHANNEL_MIX = np.array([0.70, 0.12, 0.08, 0.05, 0.05])
 #: Beijing-time hourly activity profile (night low, lunch bump, evening peak).
-HOUR_PROFILE = np.array([2, 1, 0.5, 0.3, 0.3, 0.5, 1, 2, 3, 3.5, 3.5, 4, 5, 4.5, 3.5, 3.5, 3.5, 4, 5, 6.5,
-                         8, 8.5, 7, 4.5])
+HOUR_PROFILE = np.array(
+    [2, 1, 0.5, 0.3, 0.3, 0.5, 1, 2, 3, 3.5, 3.5, 4, 5, 4.5, 3.5, 3.5, 3.5, 4, 5, 6.5, 8, 8.5, 7, 4.5]
+)
 HOUR_PROFILE = HOUR_PROFILE / HOUR_PROFILE.sum()
 EXPERIMENT_NAME = "checkout_v2"
 TIP_AMOUNTS = np.array([1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 520.0])
@@ -65,8 +66,20 @@ class _Buffer:
     def __init__(self) -> None:
         self.parts: dict[str, list[np.ndarray]] = {c: [] for c in self._cols}
 
-    def add(self, type_: str, ts, user, item=-1, watch=np.nan, ratio=np.nan, amount=np.nan, channel=0,
-            source=-1, room=-1, props=None) -> None:
+    def add(
+        self,
+        type_: str,
+        ts,
+        user,
+        item=-1,
+        watch=np.nan,
+        ratio=np.nan,
+        amount=np.nan,
+        channel=0,
+        source=-1,
+        room=-1,
+        props=None,
+    ) -> None:
         ts = np.asarray(ts, dtype=np.int64)
         n = len(ts)
         if n == 0:
@@ -118,7 +131,9 @@ class _Sim:
         self.topics_unit = _unit(cat.item_topics)
         self.buf = _Buffer()
         self.item_ids = cat.item_ids
-        self.promo_rows = [np.array([int(x[1:]) - 1 for x in p], dtype=np.int64) for p in cat.items["promotes"]]
+        self.promo_rows = [
+            np.array([int(x[1:]) - 1 for x in p], dtype=np.int64) for p in cat.items["promotes"]
+        ]
         self.comments: list[tuple] = []
         self.comment_meta: list[tuple] = []
         self.owned: set[int] = set()
@@ -131,8 +146,12 @@ class _Sim:
         self.exposure_probs: list[np.ndarray] = []
         # sources vocabulary: kols, other platforms, search queries, push campaigns
         kol_ids = cat.kols["kol_id"].tolist()
-        self.sources = kol_ids + list(OTHER_PLATFORMS) + [f"query:{TOPIC_LABELS_ZH[t]}" for t in TOPICS] + \
-            ["push:daily_pick", "push:live_start"]
+        self.sources = (
+            kol_ids
+            + list(OTHER_PLATFORMS)
+            + [f"query:{TOPIC_LABELS_ZH[t]}" for t in TOPICS]
+            + ["push:daily_pick", "push:live_start"]
+        )
         self.src_kol0 = 0
         self.src_other0 = len(kol_ids)
         self.src_query0 = self.src_other0 + len(OTHER_PLATFORMS)
@@ -179,7 +198,9 @@ class _Sim:
         paid = self.rng.random((n, n_per)) < paid_p
         return np.where(paid, self._draw("paid", topic, n_per, n), self._draw("video", topic, n_per, n))
 
-    def _rank(self, users: np.ndarray, cand: np.ndarray, k: int, sharp: float) -> tuple[np.ndarray, np.ndarray]:
+    def _rank(
+        self, users: np.ndarray, cand: np.ndarray, k: int, sharp: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Platform ranking: noisy taste match + quality, duplicates removed; returns (items, valid)."""
         a = np.einsum("nk,nmk->nm", _unit(self.taste[users]), self.topics_unit[cand])
         score = sharp * a + 0.5 * self.cat.item_quality[cand] + self.rng.gumbel(size=cand.shape)
@@ -244,8 +265,11 @@ class _Sim:
             for t in range(self.K):
                 rows = np.flatnonzero(q == t)
                 cands = self.kols_by_topic[t]
-                kol[rows] = rng.choice(cands, size=len(rows)) if len(cands) else rng.integers(
-                    0, len(self.kol_topic), size=len(rows))
+                kol[rows] = (
+                    rng.choice(cands, size=len(rows))
+                    if len(cands)
+                    else rng.integers(0, len(self.kol_topic), size=len(rows))
+                )
             q = self.kol_topic[kol]
             items = self._mixed(q, 0.7, 1, len(s))
             emit(s, items, np.ones_like(items, bool), bh.CH["kol"], self.src_kol0 + kol)
@@ -259,8 +283,9 @@ class _Sim:
         iu, ii = np.concatenate(imp_u), np.concatenate(imp_i)
         ich, isrc = np.concatenate(imp_ch), np.concatenate(imp_src)
         ipos, its = np.concatenate(imp_pos), np.concatenate(imp_ts)
-        self.buf.add("impression", its, iu, ii, channel=ich, source=isrc,
-                     props=[{"position": int(p)} for p in ipos])
+        self.buf.add(
+            "impression", its, iu, ii, channel=ich, source=isrc, props=[{"position": int(p)} for p in ipos]
+        )
         touches = self._impressions(iu, ii, ich, isrc, ipos, its)
         live_touches, consumed_live = self._lives(D0, active)
         self._touches(d, touches, live_touches)
@@ -282,14 +307,29 @@ class _Sim:
         pe = bh.p_engage(ratio, vaff)
         for kind in ("like", "share"):
             m = rng.random(len(vi)) < pe[kind]
-            self.buf.add(kind, vts[m] + 1000 + (rng.random(m.sum()) * wsec[m] * 1000).astype(np.int64), vu[m],
-                         vi[m], channel=vch[m], source=vsrc[m])
+            self.buf.add(
+                kind,
+                vts[m] + 1000 + (rng.random(m.sum()) * wsec[m] * 1000).astype(np.int64),
+                vu[m],
+                vi[m],
+                channel=vch[m],
+                source=vsrc[m],
+            )
         m = rng.random(len(vi)) < pe["comment"]
         if m.any():
             off = np.round(rng.random(m.sum()) * wsec[m], 1)
             pos_p = bh.sigmoid(4.0 * (np.minimum(ratio[m], 1) * 0.5 + vaff[m] - 0.6))
-            self._add_comments(vts[m] + 1000 + (off * 1000).astype(np.int64), vu[m], vi[m], -1, off,
-                               vch[m], vsrc[m], pos_p, corpus="danmaku")
+            self._add_comments(
+                vts[m] + 1000 + (off * 1000).astype(np.int64),
+                vu[m],
+                vi[m],
+                -1,
+                off,
+                vch[m],
+                vsrc[m],
+                pos_p,
+                corpus="danmaku",
+            )
         m = rng.random(len(vi)) < pe["follow"]
         if m.any():
             fu, fi, fts = vu[m], vi[m], end_ts[m] + 500
@@ -299,22 +339,42 @@ class _Sim:
             keep &= np.isin(np.arange(len(key)), first)
             self.follows.update(key[keep].tolist())
             cids = cat.creators["creator_id"].to_numpy(dtype=object)[cat.item_creator[fi[keep]]]
-            self.buf.add("follow", fts[keep], fu[keep], fi[keep], channel=vch[m][keep], source=vsrc[m][keep],
-                         props=[{"creator_id": c} for c in cids])
+            self.buf.add(
+                "follow",
+                fts[keep],
+                fu[keep],
+                fi[keep],
+                channel=vch[m][keep],
+                source=vsrc[m][keep],
+                props=[{"creator_id": c} for c in cids],
+            )
         # click on the promoted paid item after watching
         promo = cat.item_promo[vi]
         has = promo >= 0
         pu, pj, pch = vu[has], promo[has], vch[has]
         pc = rng.random(has.sum()) < bh.p_click_promoted(ratio[has], self.aff(pu, pj), q[pj], pch)
-        t1 = dict(u=pu[pc], j=pj[pc], ch=pch[pc], src=vsrc[has][pc], ts=end_ts[has][pc] + 2_000,
-                  via=vi[has][pc], room=np.full(pc.sum(), -1))
+        t1 = dict(
+            u=pu[pc],
+            j=pj[pc],
+            ch=pch[pc],
+            src=vsrc[has][pc],
+            ts=end_ts[has][pc] + 2_000,
+            via=vi[has][pc],
+            room=np.full(pc.sum(), -1),
+        )
         # click on a paid card
         paid = ~vid
         cu, cj, cch = iu[paid], ii[paid], ich[paid]
         cc = rng.random(paid.sum()) < bh.p_click_paid(aff[paid], q[cj], cch, ipos[paid])
-        t2 = dict(u=cu[cc], j=cj[cc], ch=cch[cc], src=isrc[paid][cc],
-                  ts=its[paid][cc] + rng.integers(2_000, 20_000, size=cc.sum()), via=np.full(cc.sum(), -1),
-                  room=np.full(cc.sum(), -1))
+        t2 = dict(
+            u=cu[cc],
+            j=cj[cc],
+            ch=cch[cc],
+            src=isrc[paid][cc],
+            ts=its[paid][cc] + rng.integers(2_000, 20_000, size=cc.sum()),
+            via=np.full(cc.sum(), -1),
+            room=np.full(cc.sum(), -1),
+        )
         return {k: np.concatenate([t1[k], t2[k]]) for k in t1}
 
     def _add_comments(self, ts, users, items, room, offset, ch, src, pos_p, corpus: str) -> None:
@@ -336,11 +396,20 @@ class _Sim:
         rooms = np.broadcast_to(np.asarray(room), (n,))
         cids = [f"m{fp}-{base + k:07d}" for k in range(n)]
         for k in range(n):
-            self.comments.append((cids[k], int(ts[k]), int(users[k]), int(items[k]), int(rooms[k]), texts[k],
-                                  float(offset[k])))
+            self.comments.append(
+                (cids[k], int(ts[k]), int(users[k]), int(items[k]), int(rooms[k]), texts[k], float(offset[k]))
+            )
             self.comment_meta.append((cids[k], corpus if label[k] < 0 else "review", int(label[k])))
-        self.buf.add("comment", ts, users, items, channel=ch, source=src, room=rooms,
-                     props=[{"comment_id": c} for c in cids])
+        self.buf.add(
+            "comment",
+            ts,
+            users,
+            items,
+            channel=ch,
+            source=src,
+            room=rooms,
+            props=[{"comment_id": c} for c in cids],
+        )
 
     def _lives(self, D0: int, active: np.ndarray) -> tuple[dict, tuple]:
         cat, rng, cfg = self.cat, self.rng, self.cfg
@@ -354,8 +423,9 @@ class _Sim:
             still_on = en >= cfg.end_ms
             a_all = _unit(self.taste) @ self.topics_unit[it]
             w = cat.user_activity * active * np.exp(3.0 * a_all)
-            n_a = int(min(rng.poisson(scale * (15 + 250 * cat.creator_fame[cat.item_creator[it]])),
-                          (w > 0).sum()))
+            n_a = int(
+                min(rng.poisson(scale * (15 + 250 * cat.creator_fame[cat.item_creator[it]])), (w > 0).sum())
+            )
             if n_a == 0 or en - st < 120_000:
                 continue
             aud = rng.choice(self.U, size=n_a, replace=False, p=w / w.sum())
@@ -363,15 +433,26 @@ class _Sim:
             join = st + np.minimum(rng.exponential(20 * 60_000, size=n_a), en - st - 60_000).astype(np.int64)
             stay = (rng.exponential(8 * 60_000 * (0.5 + 2 * a)) + 30_000).astype(np.int64)
             leave = np.minimum(join + stay, en)
-            ch = rng.choice(np.array([bh.CH[c] for c in ("feed", "push", "kol", "other_platform", "direct")]),
-                            size=n_a, p=[0.45, 0.3, 0.05, 0.05, 0.15])
+            ch = rng.choice(
+                np.array([bh.CH[c] for c in ("feed", "push", "kol", "other_platform", "direct")]),
+                size=n_a,
+                p=[0.45, 0.3, 0.05, 0.05, 0.15],
+            )
             src = np.where(ch == bh.CH["push"], self.src_push + 1, -1)
             f = ch == bh.CH["feed"]
             self.buf.add("impression", join[f] - 3_000, aud[f], it, channel=bh.CH["feed"], room=it)
             self.buf.add("live_join", join, aud, it, channel=ch, source=src, room=it)
             lv = ~(still_on & (join + stay >= cfg.end_ms))
-            self.buf.add("live_leave", leave[lv], aud[lv], it, watch=np.round((leave - join)[lv] / 1000, 1),
-                         channel=ch[lv], source=src[lv], room=it)
+            self.buf.add(
+                "live_leave",
+                leave[lv],
+                aud[lv],
+                it,
+                watch=np.round((leave - join)[lv] / 1000, 1),
+                channel=ch[lv],
+                source=src[lv],
+                room=it,
+            )
             stay_min = (leave - join) / 60_000
             cons.append((aud, np.full(n_a, it), np.minimum(stay_min / 30, 1.0)))
             nc = rng.poisson(stay_min * 0.12 * (0.5 + a))
@@ -379,23 +460,52 @@ class _Sim:
                 cu = np.repeat(np.arange(n_a), nc)
                 cts = join[cu] + (rng.random(len(cu)) * (leave - join)[cu]).astype(np.int64)
                 cts = np.sort(cts)  # keep the arrival order of the room
-                self._add_comments(cts, aud[cu], np.full(len(cu), it), it, np.round((cts - st) / 1000, 1),
-                                   ch[cu], src[cu], bh.sigmoid(4.0 * (a[cu] - 0.4)), corpus="livechat")
+                self._add_comments(
+                    cts,
+                    aud[cu],
+                    np.full(len(cu), it),
+                    it,
+                    np.round((cts - st) / 1000, 1),
+                    ch[cu],
+                    src[cu],
+                    bh.sigmoid(4.0 * (a[cu] - 0.4)),
+                    corpus="livechat",
+                )
             tip = rng.random(n_a) < 0.03 * (0.5 + 2 * a)
             if tip.any():
                 amt = rng.choice(TIP_AMOUNTS, size=tip.sum(), p=TIP_P)
                 tts = join[tip] + (rng.random(tip.sum()) * (leave - join)[tip]).astype(np.int64)
-                self.buf.add("tip", tts, aud[tip], it, amount=amt, channel=bh.CH["live"], room=it,
-                             props=[{"gift": "rocket" if x >= 100 else "flower"} for x in amt])
+                self.buf.add(
+                    "tip",
+                    tts,
+                    aud[tip],
+                    it,
+                    amount=amt,
+                    channel=bh.CH["live"],
+                    room=it,
+                    props=[{"gift": "rocket" if x >= 100 else "flower"} for x in amt],
+                )
             promos = self.promo_rows[it]
             pj = promos[rng.integers(0, len(promos), size=n_a)]
-            p = bh.sigmoid(-3.2 + 2.5 * self.aff(aud, pj) + 0.25 * np.minimum(stay_min / 10, 3)
-                           + bh.CHANNEL_EFFECTS["live"][1])
+            p = bh.sigmoid(
+                -3.2
+                + 2.5 * self.aff(aud, pj)
+                + 0.25 * np.minimum(stay_min / 10, 3)
+                + bh.CHANNEL_EFFECTS["live"][1]
+            )
             c = rng.random(n_a) < p
-            parts.append(dict(u=aud[c], j=pj[c], ch=np.full(c.sum(), bh.CH["live"], dtype=np.int8),
-                              src=np.full(c.sum(), -1), via=np.full(c.sum(), it, dtype=np.int64),
-                              ts=join[c] + (rng.random(c.sum()) * np.maximum(leave - join - 1_000, 1)[c]).astype(
-                                  np.int64), room=np.full(c.sum(), it)))
+            parts.append(
+                dict(
+                    u=aud[c],
+                    j=pj[c],
+                    ch=np.full(c.sum(), bh.CH["live"], dtype=np.int8),
+                    src=np.full(c.sum(), -1),
+                    via=np.full(c.sum(), it, dtype=np.int64),
+                    ts=join[c]
+                    + (rng.random(c.sum()) * np.maximum(leave - join - 1_000, 1)[c]).astype(np.int64),
+                    room=np.full(c.sum(), it),
+                )
+            )
         if not parts:
             e = np.array([], dtype=np.int64)
             return dict(u=e, j=e, ch=e.astype(np.int8), src=e, via=e, ts=e, room=e), ()
@@ -443,13 +553,29 @@ class _Sim:
             rows = np.flatnonzero(emit_cart)[new]
             self.exposed[u[rows]] = True
             self.exposure_probs.append(np.stack([p_buy[rows], self.variant[u[rows]]], axis=1))
-            self.buf.add("exposure", cart_ts[rows] - 500, u[rows], channel=ch[rows], source=t["src"][rows],
-                         props=[{"experiment": EXPERIMENT_NAME, "variant": ("control", "treatment")[v]}
-                                for v in self.variant[u[rows]]])
+            self.buf.add(
+                "exposure",
+                cart_ts[rows] - 500,
+                u[rows],
+                channel=ch[rows],
+                source=t["src"][rows],
+                props=[
+                    {"experiment": EXPERIMENT_NAME, "variant": ("control", "treatment")[v]}
+                    for v in self.variant[u[rows]]
+                ],
+            )
             exp_col = np.where(self.exposed[u], self.variant[u], -1)
         ec = emit_cart
-        self.buf.add("add_to_cart", cart_ts[ec], u[ec], j[ec], channel=ch[ec], source=t["src"][ec],
-                     room=t["room"][ec], props=[{"experiment": int(x)} if x >= 0 else None for x in exp_col[ec]])
+        self.buf.add(
+            "add_to_cart",
+            cart_ts[ec],
+            u[ec],
+            j[ec],
+            channel=ch[ec],
+            source=t["src"][ec],
+            room=t["room"][ec],
+            props=[{"experiment": int(x)} if x >= 0 else None for x in exp_col[ec]],
+        )
         if not purchase.any():
             return
         pr = np.flatnonzero(purchase)
@@ -459,21 +585,50 @@ class _Sim:
         member = cat.item_kind[j[pr]] == "membership"
         for typ, m in (("purchase", ~member), ("subscribe", member)):
             rows = pr[m]
-            props = [({"via": self.item_ids[v]} if v >= 0 else {}) | (
-                {"plan": "monthly", "renewal": False} if typ == "subscribe" else {}) for v in t["via"][rows]]
-            props = [(p | {"experiment": int(exp_col[r])}) if exp_col[r] >= 0 else (p or None)
-                     for p, r in zip(props, rows, strict=True)]
-            self.buf.add(typ, pts[m], u[rows], j[rows], amount=price[rows], channel=ch[rows],
-                         source=t["src"][rows], room=t["room"][rows], props=props)
+            props = [
+                ({"via": self.item_ids[v]} if v >= 0 else {})
+                | ({"plan": "monthly", "renewal": False} if typ == "subscribe" else {})
+                for v in t["via"][rows]
+            ]
+            props = [
+                (p | {"experiment": int(exp_col[r])}) if exp_col[r] >= 0 else (p or None)
+                for p, r in zip(props, rows, strict=True)
+            ]
+            self.buf.add(
+                typ,
+                pts[m],
+                u[rows],
+                j[rows],
+                amount=price[rows],
+                channel=ch[rows],
+                source=t["src"][rows],
+                room=t["room"][rows],
+                props=props,
+            )
         for r, pt in zip(pr, pts, strict=True):
-            self.conv.append({"key": int(key[r]), "user": int(u[r]), "item": int(j[r]), "ts": int(pt),
-                              "channel": int(ch[r]), "amount": float(price[r])})
+            self.conv.append(
+                {
+                    "key": int(key[r]),
+                    "user": int(u[r]),
+                    "item": int(j[r]),
+                    "ts": int(pt),
+                    "channel": int(ch[r]),
+                    "amount": float(price[r]),
+                }
+            )
         # renewals of memberships, monthly, while the horizon lasts
         for r, pt in zip(pr[member], pts[member], strict=True):
             nxt = pt + 30 * DAY_MS
             while nxt < cfg.end_ms and rng.random() < 0.8:
-                self.buf.add("subscribe", [nxt], [u[r]], [j[r]], amount=[price[r]], channel=bh.CH["direct"],
-                             props=[{"plan": "monthly", "renewal": True}])
+                self.buf.add(
+                    "subscribe",
+                    [nxt],
+                    [u[r]],
+                    [j[r]],
+                    amount=[price[r]],
+                    channel=bh.CH["direct"],
+                    props=[{"plan": "monthly", "renewal": True}],
+                )
                 nxt += 30 * DAY_MS
         # refunds (not for memberships)
         nr = pr[~member]
@@ -481,9 +636,18 @@ class _Sim:
         rts = pts[~member][rf] + rng.integers(3_600_000, 7 * DAY_MS, size=rf.sum())
         ok = rts < cfg.end_ms
         rows = nr[rf][ok]
-        self.buf.add("refund", rts[ok], u[rows], j[rows], amount=price[rows], channel=ch[rows],
-                     source=t["src"][rows], props=[{"reason": REFUND_REASONS[k]} for k in
-                                                   rng.integers(0, len(REFUND_REASONS), size=ok.sum())])
+        self.buf.add(
+            "refund",
+            rts[ok],
+            u[rows],
+            j[rows],
+            amount=price[rows],
+            channel=ch[rows],
+            source=t["src"][rows],
+            props=[
+                {"reason": REFUND_REASONS[k]} for k in rng.integers(0, len(REFUND_REASONS), size=ok.sum())
+            ],
+        )
         self._bought = (u[pr], j[pr])
 
     def _update_taste(self, consumed_live: tuple) -> None:
@@ -530,24 +694,27 @@ def _event_frame(buf: dict, cat: Catalog, sources: list[str], prefix: str, n0: i
         props[k] = p or None
     amount = b["amount"]
     currency = np.where(np.isnan(amount), None, "CNY").astype(object)
-    return pd.DataFrame({
-        "event_id": [f"{prefix}{n0 + k:09d}" for k in range(n)],
-        "type": types[b["type"]],
-        "ts": b["ts"].astype(np.int64),
-        "user_id": user_ids[b["user"]],
-        "item_id": np.where(item >= 0, item_ids[np.maximum(item, 0)], None).astype(object),
-        "watch_seconds": b["watch"].astype(float),
-        "watch_ratio": b["ratio"].astype(float),
-        "amount": amount.astype(float),
-        "currency": currency,
-        "channel": chans[b["channel"]],
-        "source": src_arr[np.where(b["source"] >= 0, b["source"], len(sources))],
-        "experiment": exp,
-        "variant": var,
-        "device": cat.user_device[b["user"]],
-        "room_id": np.where(room >= 0, item_ids[np.maximum(room, 0)], None).astype(object),
-        "props": props,
-    }, columns=list(EVENT_COLUMNS))
+    return pd.DataFrame(
+        {
+            "event_id": [f"{prefix}{n0 + k:09d}" for k in range(n)],
+            "type": types[b["type"]],
+            "ts": b["ts"].astype(np.int64),
+            "user_id": user_ids[b["user"]],
+            "item_id": np.where(item >= 0, item_ids[np.maximum(item, 0)], None).astype(object),
+            "watch_seconds": b["watch"].astype(float),
+            "watch_ratio": b["ratio"].astype(float),
+            "amount": amount.astype(float),
+            "currency": currency,
+            "channel": chans[b["channel"]],
+            "source": src_arr[np.where(b["source"] >= 0, b["source"], len(sources))],
+            "experiment": exp,
+            "variant": var,
+            "device": cat.user_device[b["user"]],
+            "room_id": np.where(room >= 0, item_ids[np.maximum(room, 0)], None).astype(object),
+            "props": props,
+        },
+        columns=list(EVENT_COLUMNS),
+    )
 
 
 def _truth(sim: _Sim) -> dict:
@@ -558,8 +725,9 @@ def _truth(sim: _Sim) -> dict:
     fires = pd.DataFrame({"key": fk, "channel": fc}).drop_duplicates()
     firing = fires.groupby("key")["channel"].apply(lambda s: sorted(int(x) for x in s))
     conv["firing"] = conv["key"].map(firing)
-    conv["firing"] = [f if isinstance(f, list) else [c] for f, c in zip(conv["firing"], conv["channel"],
-                                                                         strict=True)]
+    conv["firing"] = [
+        f if isinstance(f, list) else [c] for f, c in zip(conv["firing"], conv["channel"], strict=True)
+    ]
     incr = dict.fromkeys(bh.CHANNELS, 0)
     shap = dict.fromkeys(bh.CHANNELS, 0.0)
     shap_rev = dict.fromkeys(bh.CHANNELS, 0.0)
@@ -569,31 +737,39 @@ def _truth(sim: _Sim) -> dict:
         for c in f:
             shap[bh.CHANNELS[c]] += 1 / len(f)
             shap_rev[bh.CHANNELS[c]] += amt / len(f)
-    conversions = pd.DataFrame({
-        "user_id": cat.user_ids[conv["user"].to_numpy(dtype=np.int64)],
-        "item_id": cat.item_ids[conv["item"].to_numpy(dtype=np.int64)],
-        "ts": conv["ts"].astype(np.int64),
-        "channel": [bh.CHANNELS[c] for c in conv["channel"]],
-        "amount": conv["amount"].astype(float),
-        "firing_channels": [[bh.CHANNELS[c] for c in f] for f in conv["firing"]],
-    }).sort_values("ts", ignore_index=True)
+    conversions = pd.DataFrame(
+        {
+            "user_id": cat.user_ids[conv["user"].to_numpy(dtype=np.int64)],
+            "item_id": cat.item_ids[conv["item"].to_numpy(dtype=np.int64)],
+            "ts": conv["ts"].astype(np.int64),
+            "channel": [bh.CHANNELS[c] for c in conv["channel"]],
+            "amount": conv["amount"].astype(float),
+            "firing_channels": [[bh.CHANNELS[c] for c in f] for f in conv["firing"]],
+        }
+    ).sort_values("ts", ignore_index=True)
     # per-paid-item purchase propensity: P(cart) * P(pay) after a feed click, averaged over all users
     paid = np.flatnonzero(sim.is_paid)
     tu = _unit(cat.user_taste)
     A = tu @ sim.topics_unit[paid].T
     feed = np.zeros(A.shape, dtype=np.int64)
     pc = bh.p_cart(A, cat.item_quality[paid][None, :], feed)
-    pb = bh.p_buy(A, cat.item_price[paid][None, :], cat.user_budget[:, None], cat.user_sensitivity[:, None], feed)
+    pb = bh.p_buy(
+        A, cat.item_price[paid][None, :], cat.user_budget[:, None], cat.user_sensitivity[:, None], feed
+    )
     propensity = pd.Series((pc * pb).mean(axis=0), index=cat.item_ids[paid], name="p_purchase_given_click")
     exp = {}
     if cfg.experiment and sim.exposure_probs:
         ep = np.concatenate(sim.exposure_probs)
         logit = np.log(ep[:, 0] / (1 - ep[:, 0])) - bh.EXPERIMENT_LOGIT_LIFT * ep[:, 1]
-        exp = {"name": EXPERIMENT_NAME, "variants": ["control", "treatment"], "unit": "user",
-               "logit_lift": bh.EXPERIMENT_LOGIT_LIFT,
-               "true_rate_control": float(bh.sigmoid(logit).mean()),
-               "true_rate_treatment": float(bh.sigmoid(logit + bh.EXPERIMENT_LOGIT_LIFT).mean()),
-               "metric": "P(pay | add_to_cart) at the first checkout"}
+        exp = {
+            "name": EXPERIMENT_NAME,
+            "variants": ["control", "treatment"],
+            "unit": "user",
+            "logit_lift": bh.EXPERIMENT_LOGIT_LIFT,
+            "true_rate_control": float(bh.sigmoid(logit).mean()),
+            "true_rate_treatment": float(bh.sigmoid(logit + bh.EXPERIMENT_LOGIT_LIFT).mean()),
+            "metric": "P(pay | add_to_cart) at the first checkout",
+        }
     return {
         "topics": list(TOPICS),
         "user_ids": cat.user_ids.copy(),
@@ -607,8 +783,10 @@ def _truth(sim: _Sim) -> dict:
         "user_budget": cat.user_budget.copy(),
         "user_price_sensitivity": cat.user_sensitivity.copy(),
         "user_variant": np.where(sim.exposed, sim.variant, -1) if cfg.experiment else None,
-        "channel_effects": {c: dict(zip(("view", "click", "cart", "pay"), v, strict=True))
-                            for c, v in bh.CHANNEL_EFFECTS.items()},
+        "channel_effects": {
+            c: dict(zip(("view", "click", "cart", "pay"), v, strict=True))
+            for c, v in bh.CHANNEL_EFFECTS.items()
+        },
         "conversions": conversions,
         "channel_incremental_purchases": incr,
         "channel_shapley_purchases": shap,
@@ -636,14 +814,17 @@ def simulate_platform(cfg: SimConfig | None = None) -> Platform:
     events = _event_frame(arrays, cat, sim.sources, prefix=f"e{cfg.fingerprint()}-")
     cm = pd.DataFrame(sim.comments, columns=["comment_id", "ts", "user", "item", "room", "text", "offset_s"])
     cm = cm[cm["ts"] < cfg.end_ms].sort_values(["ts", "comment_id"], ignore_index=True)
-    comments = pd.DataFrame({
-        "comment_id": cm["comment_id"].astype(object),
-        "ts": cm["ts"].astype(np.int64),
-        "user_id": cat.user_ids[cm["user"].to_numpy(dtype=np.int64)],
-        "item_id": cat.item_ids[cm["item"].to_numpy(dtype=np.int64)],
-        "room_id": np.where(cm["room"] >= 0, cat.item_ids[np.maximum(cm["room"].to_numpy(), 0)], None),
-        "text": cm["text"].astype(object),
-        "offset_s": cm["offset_s"].astype(float),
-    }, columns=list(COMMENT_COLUMNS))
+    comments = pd.DataFrame(
+        {
+            "comment_id": cm["comment_id"].astype(object),
+            "ts": cm["ts"].astype(np.int64),
+            "user_id": cat.user_ids[cm["user"].to_numpy(dtype=np.int64)],
+            "item_id": cat.item_ids[cm["item"].to_numpy(dtype=np.int64)],
+            "room_id": np.where(cm["room"] >= 0, cat.item_ids[np.maximum(cm["room"].to_numpy(), 0)], None),
+            "text": cm["text"].astype(object),
+            "offset_s": cm["offset_s"].astype(float),
+        },
+        columns=list(COMMENT_COLUMNS),
+    )
     truth = _truth(sim)
     return Platform(cfg, cat.creators, cat.items, cat.users, cat.live_sessions, events, comments, truth, cat)
