@@ -90,7 +90,7 @@ def _pick_rows(
     used: dict[str, int],
     perms: dict[str, np.ndarray],
 ) -> list[tuple[pd.Series, int]]:
-    """For each topic index, the next row of that topic's pool in a seeded order; cycles with a round count."""
+    """For each topic index, the next row of its pool in a seeded order; cycles, counting the rounds."""
     out = []
     for t in topics:
         name = TOPICS[t]

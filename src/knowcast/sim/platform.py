@@ -224,7 +224,7 @@ class _Sim:
         avail = cat.item_created_ms < D0
         self._pools(avail)
         active = cat.user_created_ms < D0 + DAY_MS
-        weekend = pd.Timestamp(D0, unit="ms").dayofweek >= 5
+        weekend = pd.Timestamp(D0, unit="ms").day_of_week >= 5
         ns = rng.poisson(cat.user_activity * active * (1.25 if weekend else 1.0))
         su = np.repeat(np.arange(self.U), ns)
         local_hour = rng.choice(24, size=len(su), p=HOUR_PROFILE)
