@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from scipy.linalg import lapack
 
 from knowcast.recommend.base import Recommender, top_n
 
@@ -317,9 +318,17 @@ class EASE(Recommender):
         x = user_items.copy()
         if self.binarize:
             x.data[:] = 1.0
-        g = np.asarray((x.T @ x).todense(), dtype=np.float64)
+        # float64 for small catalogues; float32 halves time and memory for big ones (ranking unchanged)
+        big = x.shape[1] > 2000
+        g = np.asarray((x.T @ x).todense(), dtype=np.float32 if big else np.float64)
         g[np.diag_indices_from(g)] += self.lambda_
-        p = np.linalg.inv(g)
+        # G is symmetric positive definite: Cholesky inversion is about twice as fast as a general inverse
+        potrf, potri = (lapack.spotrf, lapack.spotri) if big else (lapack.dpotrf, lapack.dpotri)
+        c, info = potrf(g, lower=False, overwrite_a=True)
+        if info != 0:
+            raise ValueError(f"X^T X + lambda I is not positive definite (LAPACK info {info}); raise lambda_")
+        p, info = potri(c, lower=False, overwrite_c=True)
+        p = np.triu(p) + np.triu(p, 1).T
         b = p / (-np.diag(p))[None, :]
         b[np.diag_indices_from(b)] = 0.0
         self.weights_ = b.astype(np.float32)

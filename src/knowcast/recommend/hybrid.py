@@ -1,0 +1,403 @@
+"""Hybrid recommender: candidates from several sources, ordered by a learned ranker (LightGBM LambdaRank).
+
+Why: every single algorithm is good at something (EASE at co-occurrence, RP3beta at the long tail,
+UserKNN at taste neighbourhoods, popularity at what is hot, content at cold items). A ranker that sees all
+their scores next to item and user context learns when to trust which.
+
+Training (inside ``fit``, so no test data is ever touched):
+
+1. hold out the last ``holdout_fraction`` of each user's interactions (by time when timestamps are given,
+   ``holdout="time"``; at random with ``holdout="random"``);
+2. fit every source on the rest, take the union of each source's top ``n_candidates`` as candidates;
+3. build features per (user, candidate): each source's score, score relative to the user's best, rank in
+   that source's list; item popularity, recency and mean interaction strength (watch-ratio history); user
+   activity; item metadata (price, kind, creator popularity) and the user's affinity to the item's creator;
+   the user's segment;
+4. label = "is in the held-out part", train LambdaRank with one query per user;
+5. refit every source on all the data. At serving time steps 2-3 run on the fresh sources and the ranker
+   orders the candidates; items outside the candidates rank after them, in the first source's order.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from knowcast.recommend.algorithms import EASE, ItemKNN, MostPopular, RP3beta, UserKNN
+from knowcast.recommend.base import Recommender, clone, fit_with, top_n
+
+__all__ = ["HybridRanker", "holdout_split", "default_sources"]
+
+
+def default_sources() -> dict[str, Recommender]:
+    """The candidate sources used when none are given (all cheap on catalogues up to ~20,000 items)."""
+    return {
+        "ease": EASE(lambda_=250.0),
+        "rp3beta": RP3beta(alpha=1.0, beta=0.5, k=100),
+        "item_knn": ItemKNN(k=100, shrink=10.0),
+        "user_knn": UserKNN(k=50, shrink=10.0),
+        "popular": MostPopular(),
+    }
+
+
+def holdout_split(
+    user_items: sp.csr_matrix,
+    fraction: float,
+    timestamps: sp.csr_matrix | None = None,
+    seed: int = 0,
+    min_keep: int = 2,
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Split each user's row into (kept, held out): the latest ``fraction`` (by ``timestamps``; at random if
+    none) is held out, at least one item for users with more than ``min_keep`` interactions."""
+    m = sp.csr_matrix(user_items, copy=True)
+    m.sort_indices()
+    rng = np.random.default_rng(seed)
+    counts = np.diff(m.indptr)
+    rows = np.repeat(np.arange(m.shape[0]), counts)
+    key = rng.random(m.nnz)
+    if timestamps is not None:
+        t = sp.csr_matrix(timestamps)
+        t.sort_indices()
+        key = t.data.astype(np.float64) + key * 1e-6
+    order = np.lexsort((key, rows))  # by user, then by key ascending
+    pos = np.empty(m.nnz, dtype=np.int64)
+    pos[order] = np.arange(m.nnz) - np.repeat(m.indptr[:-1], counts)
+    n_hold = np.where(counts > min_keep, np.maximum(1, np.floor(fraction * counts)), 0).astype(np.int64)
+    hold = pos >= (counts - n_hold)[rows]
+    data_keep = np.where(hold, 0, m.data)
+    data_hold = np.where(hold, m.data, 0)
+    # own copies of the structure: eliminate_zeros() rewrites it in place
+    keep = sp.csr_matrix((data_keep, m.indices.copy(), m.indptr.copy()), shape=m.shape)
+    held = sp.csr_matrix((data_hold, m.indices.copy(), m.indptr.copy()), shape=m.shape)
+    keep.eliminate_zeros()
+    held.eliminate_zeros()
+    return keep, held
+
+
+class HybridRanker(Recommender):
+    """Candidates from ``sources`` re-ranked by a LightGBM LambdaRank model (see the module docstring).
+
+    ``fit(user_items, timestamps=None, item_features=None, user_segments=None, items=None)``; ``items`` is
+    an item metadata frame aligned with the columns (``price``, ``kind``, ``creator_id`` are used if there).
+    """
+
+    def __init__(
+        self,
+        sources: dict[str, Recommender] | None = None,
+        n_candidates: int = 50,
+        holdout: str = "time",
+        holdout_fraction: float = 0.2,
+        n_estimators: int = 300,
+        learning_rate: float = 0.05,
+        num_leaves: int = 31,
+        min_child_samples: int = 20,
+        n_folds: int = 1,
+        boost_from_primary: float = 1.0,
+        early_stopping_rounds: int | None = 30,
+        time_bins: int = 32,
+        random_state: int = 0,
+        n_jobs: int = 2,
+    ) -> None:
+        self.sources = sources
+        self.n_candidates = n_candidates
+        self.holdout = holdout
+        self.holdout_fraction = holdout_fraction
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.n_folds = n_folds
+        self.boost_from_primary = boost_from_primary
+        self.early_stopping_rounds = early_stopping_rounds
+        self.time_bins = time_bins
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    # -- fitting -----------------------------------------------------------------------------------
+    def _fit(
+        self,
+        user_items: sp.csr_matrix,
+        timestamps: sp.spmatrix | None = None,
+        item_features: Any = None,
+        user_segments: Any = None,
+        items: pd.DataFrame | None = None,
+    ) -> None:
+        import lightgbm as lgb
+
+        if self.holdout not in ("time", "random"):
+            raise ValueError(f"holdout must be 'time' or 'random', got {self.holdout!r}")
+        if not 0 < self.holdout_fraction < 1:
+            raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+        sources = default_sources() if self.sources is None else self.sources
+        if not sources:
+            raise ValueError("sources must name at least one recommender")
+        self.source_names_ = list(sources)
+        ts = sp.csr_matrix(timestamps) if timestamps is not None else None
+        side = {"item_features": item_features, "user_segments": user_segments, "items": items}
+        self._init_time_bins(ts)
+        feats, labels, groups, inits = [], [], [], []
+        for fold in range(max(1, self.n_folds)):
+            use_ts = ts if self.holdout == "time" else None
+            keep, held = holdout_split(
+                user_items, self.holdout_fraction, use_ts, seed=self.random_state + fold
+            )
+            keep_ts = None
+            if ts is not None:
+                mask = keep.copy()
+                mask.data[:] = 1.0
+                keep_ts = sp.csr_matrix(ts.multiply(mask))
+                keep_ts.sort_indices()
+            fitted = {n: fit_with(clone(m), keep, timestamps=keep_ts, **side) for n, m in sources.items()}
+            self._set_context(keep, keep_ts, items, user_segments)
+            users = np.flatnonzero(np.diff(held.indptr) > 0)
+            for start in range(0, len(users), 512):
+                u = users[start : start + 512]
+                x, pair_u, pair_i = self._features(fitted, u, keep[u])
+                y = np.asarray(held[u][pair_u, pair_i]).ravel() > 0
+                # a query without any positive teaches LambdaRank nothing
+                has_pos = np.bincount(pair_u, weights=y, minlength=len(u)) > 0
+                rows_kept = has_pos[pair_u]
+                feats.append(x[rows_kept])
+                labels.append(y[rows_kept].astype(np.int32))
+                inits.append(self._init_score(x[rows_kept]))
+                groups.append(np.bincount(pair_u[rows_kept], minlength=len(u))[has_pos])
+        if not feats or sum(len(f) for f in feats) == 0:
+            raise ValueError("no held-out interaction reached the candidates: too little data to train a ranker")
+        x_all, y_all, g_all = np.vstack(feats), np.concatenate(labels), np.concatenate(groups)
+        init_all = np.concatenate(inits)
+        params = {
+            "objective": "lambdarank",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_child_samples,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "feature_fraction": 0.8,
+            "eval_at": [10],
+            "seed": self.random_state,
+            "num_threads": self.n_jobs,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbose": -1,
+        }
+        valid_sets, callbacks = [], []
+        if self.early_stopping_rounds and len(g_all) >= 20:
+            # the last 20% of queries decide when to stop adding trees
+            n_val = max(1, len(g_all) // 5)
+            cut = int(g_all[:-n_val].sum())
+            valid_sets.append(
+                lgb.Dataset(x_all[cut:], y_all[cut:], group=g_all[-n_val:], init_score=init_all[cut:])
+            )
+            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
+            x_all, y_all, init_all, g_all = x_all[:cut], y_all[:cut], init_all[:cut], g_all[:-n_val]
+        train_set = lgb.Dataset(
+            x_all, y_all, group=g_all, init_score=init_all, feature_name=self.feature_names_, free_raw_data=True
+        )
+        self.ranker_ = lgb.train(
+            params, train_set, num_boost_round=self.n_estimators, valid_sets=valid_sets, callbacks=callbacks
+        )
+        self.train_queries_ = int(len(g_all))
+        # serve with sources that saw everything
+        self.sources_ = {
+            n: fit_with(clone(m), user_items, timestamps=ts, **side) for n, m in sources.items()
+        }
+        self._set_context(user_items, ts, items, user_segments)
+
+    def _init_time_bins(self, ts: sp.csr_matrix | None) -> None:
+        """Global time bins (quantiles of interaction time) for the temporal-affinity features."""
+        self._bin_edges: np.ndarray | None = None
+        if ts is not None and ts.nnz and self.time_bins > 1:
+            edges = np.unique(np.quantile(ts.data, np.linspace(0, 1, self.time_bins + 1)[1:-1]))
+            self._bin_edges = edges
+
+    def _init_score(self, x: np.ndarray) -> np.ndarray:
+        """Where boosting starts: the primary source's per-user z-score, so the ranker learns corrections to
+        the best single model instead of re-learning its ordering from scratch."""
+        if not self.boost_from_primary:
+            return np.zeros(len(x))
+        z = x[:, self.feature_names_.index(f"{self.source_names_[0]}_z")]
+        return self.boost_from_primary * np.nan_to_num(z, nan=-3.0)
+
+    def _set_context(
+        self,
+        ui: sp.csr_matrix,
+        ts: sp.csr_matrix | None,
+        items: pd.DataFrame | None,
+        user_segments: Any,
+    ) -> None:
+        """Item/user statistics the features read (recomputed for the ranker's and the serving data)."""
+        binary = ui.copy()
+        binary.data[:] = 1.0
+        n_items = ui.shape[1]
+        cnt = np.asarray(binary.sum(axis=0)).ravel()
+        self._item_pop = np.log1p(cnt).astype(np.float32)
+        wsum = np.asarray(ui.sum(axis=0)).ravel()
+        self._item_strength = (wsum / np.maximum(cnt, 1)).astype(np.float32)
+        if ts is not None and ts.nnz:
+            t = sp.csr_matrix(ts).tocsc()
+            last = np.zeros(n_items)
+            nz = np.diff(t.indptr) > 0
+            last[nz] = np.maximum.reduceat(t.data, t.indptr[:-1][nz])
+            now = float(t.data.max())
+            age = np.where(nz, (now - last) / 86400.0, np.nan)
+            self._item_age = age.astype(np.float32)
+        else:
+            self._item_age = np.full(n_items, np.nan, dtype=np.float32)
+        self._price = np.full(n_items, np.nan, dtype=np.float32)
+        self._kind = np.full(n_items, -1, dtype=np.float32)
+        self._creator_pop = np.full(n_items, np.nan, dtype=np.float32)
+        self._creator_code: np.ndarray | None = None
+        if items is not None:
+            if "price" in items.columns:
+                self._price = pd.to_numeric(items["price"], errors="coerce").to_numpy(np.float32)
+            if "kind" in items.columns:
+                self._kind = pd.Categorical(items["kind"].astype(str)).codes.astype(np.float32)
+            if "creator_id" in items.columns:
+                codes = pd.Categorical(items["creator_id"].astype(str)).codes.astype(np.int64)
+                self._creator_code = codes
+                n_c = int(codes.max()) + 1 if len(codes) else 0
+                c_pop = np.bincount(codes, weights=cnt, minlength=n_c)
+                self._creator_pop = np.log1p(c_pop[codes]).astype(np.float32)
+                self._item_creator = sp.csr_matrix(
+                    (np.ones(n_items, np.float32), (np.arange(n_items), codes)), shape=(n_items, n_c)
+                )
+        # temporal context: when an item was consumed vs when the user was active
+        self._item_time: np.ndarray | None = None
+        self._user_time: np.ndarray | None = None
+        if ts is not None and ts.nnz and self._bin_edges is not None:
+            t = sp.csr_matrix(ts)
+            t.sort_indices()
+            n_bins = len(self._bin_edges) + 1
+            b = np.searchsorted(self._bin_edges, t.data, side="right")
+            r = np.repeat(np.arange(t.shape[0]), np.diff(t.indptr))
+            uh = np.zeros((t.shape[0], n_bins), np.float32)
+            np.add.at(uh, (r, b), 1.0)
+            ih = np.zeros((n_items, n_bins), np.float32)
+            np.add.at(ih, (t.indices, b), 1.0)
+            self._user_time = uh / np.maximum(uh.sum(axis=1, keepdims=True), 1.0)
+            self._item_time = ih / np.maximum(ih.sum(axis=1, keepdims=True), 1.0)
+            first = np.full(n_items, np.nan)
+            tc = t.tocsc()
+            nz = np.diff(tc.indptr) > 0
+            first[nz] = np.minimum.reduceat(tc.data, tc.indptr[:-1][nz])
+            self._item_first = first
+            last_u = np.full(t.shape[0], np.nan)
+            nzu = np.diff(t.indptr) > 0
+            last_u[nzu] = np.maximum.reduceat(t.data, t.indptr[:-1][nzu])
+            self._user_last = last_u
+        self._segments: np.ndarray | None = None
+        if user_segments is not None:
+            self._segments = pd.Categorical(np.asarray(user_segments).astype(str)).codes.astype(np.float32)
+        names = []
+        for n in self.source_names_:
+            names += [f"{n}_score", f"{n}_rel", f"{n}_z", f"{n}_rank"]
+        names += ["item_pop", "item_strength", "item_age_days", "price", "kind", "creator_pop"]
+        names += ["creator_affinity", "user_activity", "user_strength", "segment"]
+        names += ["time_affinity", "item_first_minus_user_last_days"]
+        self.feature_names_ = names
+
+    def _features(
+        self, models: dict[str, Recommender], user_ids: np.ndarray, rows: sp.csr_matrix
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Feature matrix over the candidate pairs of these users, with (row position, item) per pair."""
+        n_items = rows.shape[1]
+        seen_r = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+        scores, ranks = {}, {}
+        cand = np.zeros((rows.shape[0], n_items), dtype=bool)
+        for name in self.source_names_:
+            s = models[name].score(user_ids, rows)
+            s[seen_r, rows.indices] = -np.inf
+            ids, _ = top_n(s, self.n_candidates)
+            rank = np.full(s.shape, self.n_candidates + 1, dtype=np.float32)
+            valid = ids >= 0
+            rr = np.repeat(np.arange(len(ids)), ids.shape[1]).reshape(ids.shape)
+            rank[rr[valid], ids[valid]] = np.tile(np.arange(1, ids.shape[1] + 1), (len(ids), 1))[valid]
+            cand[rr[valid], ids[valid]] = True
+            scores[name], ranks[name] = s, rank
+        pair_u, pair_i = np.nonzero(cand)
+        cols = []
+        for name in self.source_names_:
+            s = scores[name]
+            finite = np.where(np.isfinite(s), s, np.nan)
+            top = np.nanmax(finite, axis=1)
+            top = np.where(np.isfinite(top) & (top != 0), np.abs(top), 1.0)
+            mu = np.nanmean(finite, axis=1)
+            sd = np.nanstd(finite, axis=1) + 1e-9
+            v = s[pair_u, pair_i]
+            cols += [v, v / top[pair_u], (v - mu[pair_u]) / sd[pair_u], ranks[name][pair_u, pair_i]]
+        binary = rows.copy()
+        binary.data[:] = 1.0
+        activity = np.asarray(binary.sum(axis=1)).ravel()
+        strength = np.asarray(rows.sum(axis=1)).ravel() / np.maximum(activity, 1)
+        if self._creator_code is not None:
+            aff = np.asarray((binary @ self._item_creator).todense()) / np.maximum(activity, 1)[:, None]
+            affinity = aff[pair_u, self._creator_code[pair_i]]
+        else:
+            affinity = np.full(len(pair_u), np.nan)
+        if self._segments is not None:
+            seg = np.where(user_ids < len(self._segments), self._segments[np.minimum(user_ids, len(self._segments) - 1)], -1)
+        else:
+            seg = np.full(len(user_ids), -1.0)
+        cols += [
+            self._item_pop[pair_i],
+            self._item_strength[pair_i],
+            self._item_age[pair_i],
+            self._price[pair_i],
+            self._kind[pair_i],
+            self._creator_pop[pair_i],
+            affinity,
+            np.log1p(activity)[pair_u],
+            strength[pair_u],
+            seg[pair_u],
+        ]
+        if self._user_time is not None and self._item_time is not None:
+            known = user_ids < len(self._user_time)
+            uidx = np.minimum(user_ids, len(self._user_time) - 1)
+            uh = self._user_time[uidx] * known[:, None]
+            cols.append((uh[pair_u] * self._item_time[pair_i]).sum(axis=1))
+            last = np.where(known, self._user_last[uidx], np.nan)
+            cols.append((self._item_first[pair_i] - last[pair_u]) / 86400.0)
+        else:
+            cols += [np.full(len(pair_u), np.nan), np.full(len(pair_u), np.nan)]
+        x = np.column_stack(cols).astype(np.float32)
+        return x, pair_u, pair_i
+
+    # -- scoring -----------------------------------------------------------------------------------
+    def _score(self, user_ids: np.ndarray, rows: sp.csr_matrix) -> np.ndarray:
+        out = np.empty((rows.shape[0], self.n_items_), dtype=np.float32)
+        primary = self.sources_[self.source_names_[0]]
+        for start in range(0, rows.shape[0], 512):
+            u, r = user_ids[start : start + 512], rows[start : start + 512]
+            x, pair_u, pair_i = self._features(self.sources_, u, r)
+            pred = np.zeros(0)
+            if len(x):
+                pred = self.ranker_.predict(x, num_threads=self.n_jobs) + self._init_score(x)
+            # below every candidate: the primary source's order squashed into (low - 2, low - 1)
+            base = primary.score(u, r)
+            lo = np.full(len(u), 0.0)
+            if len(pred):
+                np.minimum.at(lo, pair_u, pred)
+            b_min = base.min(axis=1, keepdims=True)
+            b_rng = np.maximum(base.max(axis=1, keepdims=True) - b_min, 1e-9)
+            block = (lo[:, None] - 2.0 + (base - b_min) / b_rng).astype(np.float32)
+            block[pair_u, pair_i] = pred
+            out[start : start + 512] = block
+        return out
+
+    def _item_similarity(self, item_ids: np.ndarray) -> np.ndarray:
+        return self.sources_[self.source_names_[0]]._item_similarity(item_ids)
+
+    def feature_importance(self) -> dict[str, float]:
+        """Gain of each ranker feature (which sources and signals the ranker leans on)."""
+        self._check_fitted()
+        gains = self.ranker_.feature_importance(importance_type="gain")
+        return dict(sorted(zip(self.feature_names_, map(float, gains), strict=True), key=lambda kv: -kv[1]))
+
+    def get_params(self) -> dict[str, Any]:
+        params = super().get_params()
+        params["sources"] = copy.deepcopy(params["sources"])
+        return params
