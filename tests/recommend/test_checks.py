@@ -36,7 +36,9 @@ def test_check_catches_a_broken_recommender():
     class Leaky(A.MostPopular):
         """Ignores filter_already_seen: the check must say so."""
 
-        def recommend(self, user_ids, user_items, n=10, filter_already_seen=True, filter_items=None, items=None):
+        def recommend(
+            self, user_ids, user_items, n=10, filter_already_seen=True, filter_items=None, items=None
+        ):
             return super().recommend(user_ids, user_items, n, False, filter_items, items)
 
     with pytest.raises(AssertionError, match="filter_already_seen"):

@@ -36,7 +36,9 @@ class SyntheticData:
         }
 
 
-def synthetic_interactions(n_users: int = 120, n_items: int = 60, n_groups: int = 4, seed: int = 0) -> SyntheticData:
+def synthetic_interactions(
+    n_users: int = 120, n_items: int = 60, n_groups: int = 4, seed: int = 0
+) -> SyntheticData:
     """Users in ``n_groups`` taste groups, each liking mostly its own block of items (so there is signal
     for every algorithm to find), with timestamps, group-tag item features and segment labels."""
     rng = np.random.default_rng(seed)
@@ -122,7 +124,9 @@ def check_recommender(
     # output shapes like implicit
     ids, scores = est.recommend(users, d.matrix[users], n=7)
     if ids.shape != (len(users), 7) or scores.shape != (len(users), 7):
-        raise _fail(name, "shapes", f"batch recommend gave {ids.shape} / {scores.shape}, want {(len(users), 7)}")
+        raise _fail(
+            name, "shapes", f"batch recommend gave {ids.shape} / {scores.shape}, want {(len(users), 7)}"
+        )
     if not np.issubdtype(ids.dtype, np.integer) or not np.issubdtype(scores.dtype, np.floating):
         raise _fail(name, "dtypes", f"ids {ids.dtype} / scores {scores.dtype}")
     one_ids, one_scores = est.recommend(int(users[1]), d.matrix[users[1]], n=7)

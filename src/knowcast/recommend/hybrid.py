@@ -166,7 +166,9 @@ class HybridRanker(Recommender):
                 inits.append(self._init_score(x[rows_kept]))
                 groups.append(np.bincount(pair_u[rows_kept], minlength=len(u))[has_pos])
         if not feats or sum(len(f) for f in feats) == 0:
-            raise ValueError("no held-out interaction reached the candidates: too little data to train a ranker")
+            raise ValueError(
+                "no held-out interaction reached the candidates: too little data to train a ranker"
+            )
         x_all, y_all, g_all = np.vstack(feats), np.concatenate(labels), np.concatenate(groups)
         init_all = np.concatenate(inits)
         params = {
@@ -195,16 +197,19 @@ class HybridRanker(Recommender):
             callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
             x_all, y_all, init_all, g_all = x_all[:cut], y_all[:cut], init_all[:cut], g_all[:-n_val]
         train_set = lgb.Dataset(
-            x_all, y_all, group=g_all, init_score=init_all, feature_name=self.feature_names_, free_raw_data=True
+            x_all,
+            y_all,
+            group=g_all,
+            init_score=init_all,
+            feature_name=self.feature_names_,
+            free_raw_data=True,
         )
         self.ranker_ = lgb.train(
             params, train_set, num_boost_round=self.n_estimators, valid_sets=valid_sets, callbacks=callbacks
         )
         self.train_queries_ = int(len(g_all))
         # serve with sources that saw everything
-        self.sources_ = {
-            n: fit_with(clone(m), user_items, timestamps=ts, **side) for n, m in sources.items()
-        }
+        self.sources_ = {n: fit_with(clone(m), user_items, timestamps=ts, **side) for n, m in sources.items()}
         self._set_context(user_items, ts, items, user_segments)
 
     def _init_time_bins(self, ts: sp.csr_matrix | None) -> None:
@@ -339,7 +344,11 @@ class HybridRanker(Recommender):
         else:
             affinity = np.full(len(pair_u), np.nan)
         if self._segments is not None:
-            seg = np.where(user_ids < len(self._segments), self._segments[np.minimum(user_ids, len(self._segments) - 1)], -1)
+            seg = np.where(
+                user_ids < len(self._segments),
+                self._segments[np.minimum(user_ids, len(self._segments) - 1)],
+                -1,
+            )
         else:
             seg = np.full(len(user_ids), -1.0)
         cols += [
