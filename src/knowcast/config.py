@@ -33,7 +33,9 @@ class Settings:
     #: With auth off every request is admin: for the local quick start only.
     auth_enabled: bool = field(default_factory=lambda: os.environ.get("KNOWCAST_AUTH", "on") != "off")
     #: Secret for keyed pseudonymisation of user ids at ingest (only when asked for).
-    pseudonym_key: str | None = field(default_factory=lambda: os.environ.get("KNOWCAST_PSEUDONYM_KEY") or None)
+    pseudonym_key: str | None = field(
+        default_factory=lambda: os.environ.get("KNOWCAST_PSEUDONYM_KEY") or None
+    )
     #: Events whose timestamp is further than this in the future are rejected.
     max_future_skew_ms: int = 24 * 3600 * 1000
 

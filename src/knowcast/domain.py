@@ -26,7 +26,9 @@ PAID_KINDS: frozenset[str] = frozenset(
 #: Kinds that promote paid items.
 PROMOTER_KINDS: frozenset[str] = frozenset({ItemKind.SHORT_VIDEO, ItemKind.LIVE})
 #: Kinds with a media duration.
-MEDIA_KINDS: frozenset[str] = frozenset({ItemKind.SHORT_VIDEO, ItemKind.LIVE, ItemKind.AUDIO, ItemKind.COURSE})
+MEDIA_KINDS: frozenset[str] = frozenset(
+    {ItemKind.SHORT_VIDEO, ItemKind.LIVE, ItemKind.AUDIO, ItemKind.COURSE}
+)
 
 
 class EventType(StrEnum):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def shared_data_dir() -> Path | None:
-    """The ``shared/data`` folder: ``$KNOWCAST_SHARED_DATA`` or ``../shared/data`` above the cwd or package."""
+    """``$KNOWCAST_SHARED_DATA``, else the first ``shared/data`` above the cwd or the package."""
     env = os.environ.get("KNOWCAST_SHARED_DATA")
     if env:
         p = Path(env)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from knowcast.ingest.validate import RowError
 
 FORMATS = ("csv", "jsonl", "parquet")
@@ -48,7 +50,9 @@ def detect_format(path: Path, fmt: str | None = None) -> str:
             return "jsonl"
         if s in (".parquet", ".pq"):
             return "parquet"
-    raise FileFormatError(f"cannot tell the format of {path.name} from its extension; pass --format csv|jsonl|parquet")
+    raise FileFormatError(
+        f"cannot tell the format of {path.name} from its extension; pass --format csv|jsonl|parquet"
+    )
 
 
 def detect_encoding(path: Path, encoding: str | None = None, sample_bytes: int = 1 << 20) -> str:
@@ -104,61 +108,138 @@ def read_chunks(
         yield from _jsonl_chunks(path, enc, chunk_rows)
 
 
-def _csv_chunks(path: Path, enc: str, chunk_rows: int, delimiter: str) -> Iterator[RawChunk]:
+def _csv_header(path: Path, enc: str, delimiter: str) -> list[str]:
     with open(path, encoding=enc, newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter, strict=True)
         try:
-            header = next(reader)
+            header = next(csv.reader(fh, delimiter=delimiter))
         except StopIteration:
             raise FileFormatError(f"{path.name} is empty: expected a header row") from None
-        except UnicodeDecodeError as exc:
-            raise FileFormatError(f"{path.name}: not valid {enc} text ({exc.reason})") from None
-        header = [h.strip() for h in header]
-        if not any(header):
-            raise FileFormatError(f"{path.name}: the first line must be a header row naming the columns")
-        dup = {h for h in header if header.count(h) > 1}
-        if dup:
-            raise FileFormatError(f"{path.name}: duplicated column names in header: {', '.join(sorted(dup))}")
-        ncol = len(header)
-        rows: list[list[str]] = []
-        lines: list[int] = []
-        errors: list[RowError] = []
-        prev_line = reader.line_num
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise FileFormatError(f"{path.name}: cannot read the header row ({exc})") from None
+    header = [h.strip() for h in header]
+    if not any(header):
+        raise FileFormatError(f"{path.name}: the first line must be a header row naming the columns")
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise FileFormatError(f"{path.name}: duplicated column names in header: {', '.join(dup)}")
+    return header
+
+
+def _csv_chunks(path: Path, enc: str, chunk_rows: int, delimiter: str) -> Iterator[RawChunk]:
+    """Arrow's streaming CSV reader (C++, ~10x Python's csv) with exact line numbers.
+
+    Arrow numbers records, not lines, and skips malformed ones through a handler; a record spans
+    1 + (newlines inside its quoted values) lines, so the line of each record is its record number plus
+    the newlines of every record before it.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    header = _csv_header(path, enc, delimiter)
+    ncol = len(header)
+    invalid: list[tuple[int, int, str]] = []  # (record number, columns found, text)
+
+    def on_invalid(row: Any) -> str:
+        invalid.append(
+            (int(row.number) if row.number is not None else -1, row.actual_columns, row.text or "")
+        )
+        return "skip"
+
+    block = max(1 << 16, min(8 << 20, chunk_rows * 96))
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(
+                use_threads=False,
+                block_size=block,
+                encoding="utf8" if enc.startswith("utf-8") else enc,
+                skip_rows=1,
+                column_names=header,
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter,
+                invalid_row_handler=on_invalid,
+                ignore_empty_lines=False,
+                newlines_in_values=True,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={h: pa.string() for h in header}, strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise FileFormatError(f"{path.name}: {exc}") from None
+    record = 2  # number of the next record (the header is record 1)
+    extra_lines = 0  # newlines inside quoted values of all records so far
+    with open(path, "rb") as probe:
+        size = probe.seek(0, 2)
+    done_bytes = 0
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            batch = None
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            msg = str(exc)
+            if "UTF8" in msg or "UTF-8" in msg:
+                msg = f"not valid {enc} text somewhere after line {record + extra_lines}; pass --encoding"
+            yield RawChunk({h: [] for h in header}, [], [RowError(record + extra_lines, "<row>", msg)], size)
+            return
+        if batch is None and not invalid:
+            return
+        if batch is not None and batch.num_rows == 0 and not invalid:
+            continue
+        n = batch.num_rows if batch is not None else 0
+        # Arrow may report a later block's bad records early (read-ahead): take only this batch's.
+        total = n
         while True:
-            try:
-                row = next(reader)
-            except StopIteration:
+            k = sum(1 for num, _, _ in invalid if record <= num < record + total)
+            if n + k == total:
                 break
-            except csv.Error as exc:
-                # An unclosed quote swallows the rest of the file: report it at the line it opened.
-                errors.append(RowError(prev_line + 1, "<row>", f"malformed CSV: {exc}"))
-                break
-            except UnicodeDecodeError as exc:
-                errors.append(RowError(prev_line + 1, "<row>", f"not valid {enc} text ({exc.reason})"))
-                break
-            start = prev_line + 1
-            prev_line = reader.line_num
-            if not row or (len(row) == 1 and row[0] == ""):
-                continue  # blank line
-            if len(row) != ncol:
-                errors.append(
-                    RowError(start, "<row>", f"expected {ncol} columns as in the header, found {len(row)}")
-                )
-                continue
-            rows.append(row)
-            lines.append(start)
-            if len(rows) >= chunk_rows:
-                yield RawChunk(_columns(header, rows), lines, errors, fh.buffer.tell())
-                rows, lines, errors = [], [], []
-        if rows or errors:
-            yield RawChunk(_columns(header, rows), lines, errors, fh.buffer.tell())
-
-
-def _columns(header: list[str], rows: list[list[str]]) -> dict[str, list[Any]]:
-    if not rows:
-        return {h: [] for h in header}
-    cols = list(zip(*rows, strict=True))
-    return {h: list(c) for h, c in zip(header, cols, strict=True)}
+            total = n + k
+        if batch is None:
+            total = n + len(invalid)
+        mine = [r for r in invalid if record <= r[0] < record + total or batch is None]
+        invalid[:] = [r for r in invalid if r not in mine]
+        bad_pos = {num - record for num, _, _ in mine}
+        valid_pos = np.array([i for i in range(total) if i not in bad_pos], dtype=np.int64)
+        span = np.zeros(total, dtype=np.int64)  # newlines inside each record
+        cols: dict[str, Any] = {}
+        blank = np.ones(n, dtype=bool)
+        if n:
+            nl = np.zeros(n, dtype=np.int64)
+            for h in header:
+                arr = batch.column(h)
+                nl += pc.count_substring(arr, "\n").to_numpy(zero_copy_only=False)
+                blank &= pc.equal(arr, "").to_numpy(zero_copy_only=False)
+                cols[h] = arr
+            span[valid_pos[: len(nl)]] = nl
+        errors: list[RowError] = []
+        for num, _found, text in mine:
+            pos = num - record
+            if 0 <= pos < total:
+                span[pos] = text.count("\n")
+        starts = record + np.arange(total) + extra_lines + np.concatenate(([0], np.cumsum(span)[:-1]))
+        for num, found, text in mine:
+            pos = num - record
+            line = int(starts[pos]) if 0 <= pos < total else max(num, 0)
+            if text.count('"') % 2 == 1:
+                msg = "malformed CSV: a quoted value is not closed"
+            else:
+                msg = f"expected {ncol} columns as in the header, found {found}"
+            errors.append(RowError(line, "<row>", msg))
+        lines = starts[valid_pos[:n]]
+        record += total
+        extra_lines += int(span.sum())
+        if n:
+            keep = ~blank if ncol > 1 else np.ones(n, dtype=bool)
+            mask = pa.array(keep)
+            data = {h: pa.compute.filter(cols[h], mask).to_pandas() for h in header}
+            lines = lines[keep]
+        else:
+            data = {h: [] for h in header}
+        done_bytes = min(size, done_bytes + block)
+        yield RawChunk(data, lines.tolist(), errors, done_bytes)
 
 
 def _jsonl_chunks(path: Path, enc: str, chunk_rows: int) -> Iterator[RawChunk]:

@@ -29,11 +29,21 @@ from sqlalchemy import Connection, Engine
 from knowcast.domain import PAID_KINDS
 from knowcast.ingest.readers import RawChunk, read_chunks, records_chunk
 from knowcast.ingest.validate import CHECKERS, Checked, RowError
-from knowcast.store.bulk import existing_ids, frame_rows, insert_ignore, upsert
+from knowcast.store.bulk import (
+    approx_rows,
+    drop_secondary_indexes,
+    ensure_indexes,
+    existing_ids,
+    frame_rows,
+    insert_ignore,
+    upsert,
+)
 
 Kind = Literal["users", "creators", "items", "events", "comments"]
 KINDS: tuple[str, ...] = ("users", "creators", "items", "events", "comments")
 OnError = Literal["abort", "skip"]
+#: Event loads at least this big (and half the table) drop and rebuild the secondary indexes.
+BULK_MIN_ROWS = 200_000
 #: How many errors a report keeps in full (the count is always exact).
 MAX_REPORTED_ERRORS = 1000
 
@@ -137,7 +147,7 @@ def import_file(
     encoding: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """Import a CSV / JSONL / Parquet file. Raises ImportRejected (nothing written) on invalid rows in abort mode."""
+    """Import a CSV / JSONL / Parquet file; in abort mode invalid rows raise ImportRejected."""
     path = Path(path)
     chunks = read_chunks(path, fmt, chunk_rows=chunk_rows, encoding=encoding)
     return _run(
@@ -147,6 +157,7 @@ def import_file(
         source=str(path),
         rejects_path=Path(rejects_path) if rejects_path else None,
         progress=progress,
+        expected_rows=path.stat().st_size // 80,
     )
 
 
@@ -168,7 +179,8 @@ def import_records(
         chunk = RawChunk(cols, list(range(1, n + 1)))  # type: ignore[arg-type]
     else:
         chunk = records_chunk(list(records))
-    return _run(engine, [chunk], _options(kind, dry_run, on_error, create_missing, pseudonym_key), source=source)
+    opts = _options(kind, dry_run, on_error, create_missing, pseudonym_key)
+    return _run(engine, [chunk], opts, source=source, expected_rows=len(chunk))
 
 
 def _options(kind: str, dry_run: bool, on_error: str, create_missing: bool, key: str | None) -> _Options:
@@ -187,6 +199,7 @@ def _run(
     source: str,
     rejects_path: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    expected_rows: int = 0,
 ) -> ImportReport:
     report = ImportReport(kind=opt.kind, source=source, dry_run=opt.dry_run)
     t0 = time.perf_counter()
@@ -195,8 +208,15 @@ def _run(
     atomic = opt.on_error == "abort"
     conn = engine.connect()
     tx = conn.begin()
+    bulk = False
     try:
         for raw in chunks:
+            if opt.kind == "events" and not bulk and not opt.dry_run and expected_rows:
+                # Big load relative to the table: rebuild indexes once instead of updating them per row.
+                bulk = expected_rows >= BULK_MIN_ROWS and expected_rows >= approx_rows(conn, "events") // 2
+                if bulk:
+                    drop_secondary_indexes(conn, "events")
+                expected_rows = 0
             report.rows_read += len(raw) + sum(1 for e in raw.errors if e.field == "<row>")
             checked = CHECKERS[opt.kind](raw.columns, raw.lines, now_ms=opt.now_ms)
             errors = list(raw.errors) + checked.errors
@@ -218,7 +238,7 @@ def _run(
                 written = _write(conn, opt.kind, checked.frame)
                 report.rows_written += written
                 report.duplicates += len(checked.frame) - written
-                if not atomic:
+                if not atomic and not bulk:
                     tx.commit()
                     tx = conn.begin()
             if progress is not None:
@@ -231,6 +251,8 @@ def _run(
                 report.seconds = time.perf_counter() - t0
                 raise ImportRejected(report)
         else:
+            if bulk:
+                ensure_indexes(conn, "events")
             tx.commit()
             report.committed = True
     except BaseException:
@@ -277,7 +299,9 @@ def _check_references(
                     cache.known[table] |= missing  # dry run: would be created
                 else:
                     mask = present & values.isin(missing).to_numpy()
-                    hint = {"users": "import users", "items": "import items", "creators": "import creators"}[table]
+                    hint = {"users": "import users", "items": "import items", "creators": "import creators"}[
+                        table
+                    ]
                     for pos in np.flatnonzero(mask):
                         errors.append(
                             RowError(
@@ -296,7 +320,9 @@ def _check_references(
     return checked, errors, created
 
 
-def _check_promotes(conn: Connection, frame: pd.DataFrame, lines: np.ndarray, errors: list[RowError]) -> np.ndarray:
+def _check_promotes(
+    conn: Connection, frame: pd.DataFrame, lines: np.ndarray, errors: list[RowError]
+) -> np.ndarray:
     """A promoted item must be a paid item, already stored or in this same batch."""
     bad = np.zeros(len(frame), dtype=bool)
     targets = sorted({t for p in frame["promotes"] for t in p})
@@ -319,7 +345,11 @@ def _check_promotes(conn: Connection, frame: pd.DataFrame, lines: np.ndarray, er
                 errors.append(RowError(int(lines[pos]), "promotes", "promotes an unknown item_id", t))
                 bad[pos] = True
             elif kinds[t] not in PAID_KINDS:
-                errors.append(RowError(int(lines[pos]), "promotes", f"promoted item is a {kinds[t]}, not a paid item", t))
+                errors.append(
+                    RowError(
+                        int(lines[pos]), "promotes", f"promoted item is a {kinds[t]}, not a paid item", t
+                    )
+                )
                 bad[pos] = True
     return bad
 
@@ -327,13 +357,21 @@ def _check_promotes(conn: Connection, frame: pd.DataFrame, lines: np.ndarray, er
 def _create_placeholders(conn: Connection, table: str, ids: list[str]) -> int:
     now = pd.Timestamp.now(tz="UTC").to_pydatetime()
     if table == "users":
-        return insert_ignore(conn, "users", ["id"], ["id", "created_at", "attributes"], [(i, now, "{}") for i in ids])
+        return insert_ignore(
+            conn, "users", ["id"], ["id", "created_at", "attributes"], [(i, now, "{}") for i in ids]
+        )
     if table == "creators":
         return insert_ignore(
-            conn, "creators", ["id"], ["id", "name", "topics", "created_at"], [(i, "", "[]", now) for i in ids]
+            conn,
+            "creators",
+            ["id"],
+            ["id", "name", "topics", "created_at"],
+            [(i, "", "[]", now) for i in ids],
         )
     rows = [(i, "short_video", "", "", "[]", now) for i in ids]
-    return insert_ignore(conn, "items", ["id"], ["id", "kind", "title", "description", "tags", "created_at"], rows)
+    return insert_ignore(
+        conn, "items", ["id"], ["id", "kind", "title", "description", "tags", "created_at"], rows
+    )
 
 
 def _json_list(values: pd.Series) -> list[str]:
@@ -346,7 +384,9 @@ def _write(conn: Connection, kind: str, frame: pd.DataFrame) -> int:
         _record_exposures(conn, frame)
         return written
     if kind == "comments":
-        return insert_ignore(conn, "comments", ["id"], COMMENT_DB_COLUMNS, frame_rows(frame, COMMENT_DB_COLUMNS))
+        return insert_ignore(
+            conn, "comments", ["id"], COMMENT_DB_COLUMNS, frame_rows(frame, COMMENT_DB_COLUMNS)
+        )
     if kind == "users":
         cols = ["id", "created_at", "attributes"]
         return upsert(conn, "users", ["id"], cols, frame_rows(frame, cols))
@@ -356,7 +396,18 @@ def _write(conn: Connection, kind: str, frame: pd.DataFrame) -> int:
         return upsert(conn, "creators", ["id"], cols, frame_rows(f, cols))
     # items, then their promotes links and live sessions
     f = frame.assign(tags=_json_list(frame["tags"]))
-    cols = ["id", "kind", "title", "description", "tags", "creator_id", "price", "currency", "duration_s", "created_at"]
+    cols = [
+        "id",
+        "kind",
+        "title",
+        "description",
+        "tags",
+        "creator_id",
+        "price",
+        "currency",
+        "duration_s",
+        "created_at",
+    ]
     written = upsert(conn, "items", ["id"], cols, frame_rows(f, cols))
     links = [(p, t) for p, prom in zip(frame["id"], frame["promotes"], strict=True) for t in prom]
     ids = list(frame["id"][frame["promotes"].map(len) > 0])

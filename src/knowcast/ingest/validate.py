@@ -86,11 +86,16 @@ def _missing(s: pd.Series) -> np.ndarray:
     """None, NaN and blank strings count as missing."""
     if s.dtype == object:
         return np.asarray(s.isna() | (s.astype(str).str.strip() == ""), dtype=bool)
+    if pd.api.types.is_string_dtype(s.dtype):
+        return np.asarray((s.str.strip() == "").fillna(True), dtype=bool)
     return np.asarray(s.isna(), dtype=bool)
 
 
 def _text(s: pd.Series) -> pd.Series:
-    """Strings, stripped, with None for missing."""
+    """Strings, stripped, with None for missing (object dtype, which is what the drivers take)."""
+    if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object:
+        st = s.str.strip()
+        return st.astype(object).where((st != "").fillna(False).to_numpy(dtype=bool), None)
     if s.dtype != object:
         s = s.astype(object)
     out = s.where(s.isna(), s.astype(str).str.strip())
@@ -104,6 +109,8 @@ def _number(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
         return num, np.zeros(len(s), dtype=bool)
     num = pd.to_numeric(s, errors="coerce")
     bad = ~_missing(s) & np.asarray(num.isna(), dtype=bool)
+    if s.dtype != object:
+        return num.astype(float), bad
     # booleans are not numbers
     if s.dtype == object:
         isbool = np.fromiter((isinstance(v, bool) for v in s), dtype=bool, count=len(s))
@@ -133,7 +140,7 @@ def parse_timestamps(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         bad = np.asarray(dt.isna(), dtype=bool)
         out[~bad] = _to_ms(dt[~bad])
         return out, bad
-    num = pd.to_numeric(s, errors="coerce") if s.dtype == object else s.astype(float)
+    num = s.astype(float) if s.dtype.kind in "fiub" else pd.to_numeric(s, errors="coerce")
     is_num = np.asarray(num.notna(), dtype=bool)
     if is_num.any():
         v = num.to_numpy(dtype=float)[is_num]
@@ -194,6 +201,8 @@ def _parse_list(v: Any) -> tuple[list[str], bool]:
 
 
 def _json_column(c: _Collector, s: pd.Series, name: str) -> pd.Series:
+    if not len(s) or _missing(s).all():
+        return pd.Series([None] * len(s), dtype=object)
     parsed = [_parse_json_obj(v) for v in s]
     c.flag(np.array([not ok for _, ok in parsed], dtype=bool), name, "expected a JSON object")
     return pd.Series([p for p, _ in parsed], index=s.index, dtype=object)
@@ -219,7 +228,9 @@ def _id_column(c: _Collector, s: pd.Series, name: str, required: bool) -> pd.Ser
     return txt
 
 
-def _frame(raw: dict[str, Sequence[Any] | pd.Series], n: int | None = None) -> tuple[dict[str, pd.Series], int]:
+def _frame(
+    raw: dict[str, Sequence[Any] | pd.Series], n: int | None = None
+) -> tuple[dict[str, pd.Series], int]:
     cols = {k: (v if isinstance(v, pd.Series) else pd.Series(list(v), dtype=object)) for k, v in raw.items()}
     if n is None:
         n = len(next(iter(cols.values()))) if cols else 0
@@ -305,18 +316,32 @@ def check_events(
         "unknown channel; expected one of " + ", ".join(sorted(CHANNELS)),
     )
     out["channel"] = chan
-    for name, limit in (("source", 128), ("experiment", 128), ("variant", 64), ("device", 32), ("room_id", 128)):
+    for name, limit in (
+        ("source", 128),
+        ("experiment", 128),
+        ("variant", 64),
+        ("device", 32),
+        ("room_id", 128),
+    ):
         txt = _text(_col(cols, name, n))
-        c.flag(np.asarray(txt.str.len().fillna(0) > limit, dtype=bool), name, f"must be at most {limit} characters")
+        c.flag(
+            np.asarray(txt.str.len().fillna(0) > limit, dtype=bool),
+            name,
+            f"must be at most {limit} characters",
+        )
         out[name] = txt
     exposure = np.asarray(typ == EventType.EXPOSURE, dtype=bool)
-    c.flag(exposure & np.asarray(out["experiment"].isna(), dtype=bool), "experiment", "is required for exposure")
+    c.flag(
+        exposure & np.asarray(out["experiment"].isna(), dtype=bool), "experiment", "is required for exposure"
+    )
     c.flag(exposure & np.asarray(out["variant"].isna(), dtype=bool), "variant", "is required for exposure")
     out["props"] = _json_column(c, _col(cols, "props", n), "props")
     return _finish(c, out, lines)
 
 
-def check_users(raw: dict[str, Sequence[Any] | pd.Series], lines: Sequence[int] | np.ndarray, *, now_ms: int) -> Checked:
+def check_users(
+    raw: dict[str, Sequence[Any] | pd.Series], lines: Sequence[int] | np.ndarray, *, now_ms: int
+) -> Checked:
     lines = np.asarray(lines, dtype=np.int64)
     cols, n = _frame(raw, len(lines))
     c = _Collector(n, lines, cols)
@@ -353,7 +378,9 @@ def check_creators(
     return _finish(c, out, lines)
 
 
-def check_items(raw: dict[str, Sequence[Any] | pd.Series], lines: Sequence[int] | np.ndarray, *, now_ms: int) -> Checked:
+def check_items(
+    raw: dict[str, Sequence[Any] | pd.Series], lines: Sequence[int] | np.ndarray, *, now_ms: int
+) -> Checked:
     lines = np.asarray(lines, dtype=np.int64)
     cols, n = _frame(raw, len(lines))
     c = _Collector(n, lines, cols)
@@ -368,7 +395,9 @@ def check_items(raw: dict[str, Sequence[Any] | pd.Series], lines: Sequence[int] 
     )
     out["kind"] = kind
     title = _text(_col(cols, "title", n))
-    c.flag(np.asarray(title.str.len().fillna(0) > 2000, dtype=bool), "title", "must be at most 2000 characters")
+    c.flag(
+        np.asarray(title.str.len().fillna(0) > 2000, dtype=bool), "title", "must be at most 2000 characters"
+    )
     out["title"] = title.where(title.notna(), "")
     desc = _text(_col(cols, "description", n))
     out["description"] = desc.where(desc.notna(), "")
@@ -428,7 +457,11 @@ def check_comments(
     text = text.where(text.notna(), None).astype(object)
     text_str = text.map(lambda v: v if isinstance(v, str) else (None if v is None else str(v)))
     c.flag(np.asarray(text_str.isna(), dtype=bool), "text", "is required")
-    c.flag(np.asarray(text_str.str.len().fillna(0) > 10_000, dtype=bool), "text", "must be at most 10000 characters")
+    c.flag(
+        np.asarray(text_str.str.len().fillna(0) > 10_000, dtype=bool),
+        "text",
+        "must be at most 10000 characters",
+    )
     out["text"] = text_str
     off, bad = _number(_col(cols, "offset_s", n))
     c.flag(bad, "offset_s", "expected a number of seconds")

@@ -43,7 +43,9 @@ def _pg_raw(conn: Connection) -> Any:
     return conn.connection.dbapi_connection
 
 
-def insert_ignore(conn: Connection, table: str, key: Sequence[str], columns: Sequence[str], rows: list[tuple]) -> int:
+def insert_ignore(
+    conn: Connection, table: str, key: Sequence[str], columns: Sequence[str], rows: list[tuple]
+) -> int:
     """Insert rows, skipping those whose key already exists; returns how many were inserted."""
     if not rows:
         return 0
@@ -54,7 +56,9 @@ def insert_ignore(conn: Connection, table: str, key: Sequence[str], columns: Seq
     marks = ", ".join("?" for _ in columns)
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cur.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({keys}) DO NOTHING", rows)
+        cur.executemany(
+            f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON CONFLICT ({keys}) DO NOTHING", rows
+        )
         return max(cur.rowcount, 0)
     finally:
         cur.close()
@@ -89,7 +93,9 @@ def upsert(
         cur.close()
 
 
-def _pg_copy_merge(conn: Connection, table: str, columns: Sequence[str], rows: list[tuple], clause: str) -> int:
+def _pg_copy_merge(
+    conn: Connection, table: str, columns: Sequence[str], rows: list[tuple], clause: str
+) -> int:
     raw = _pg_raw(conn)
     stage = f"_kc_stage_{table}"
     cols = ", ".join(columns)
@@ -105,7 +111,9 @@ def _pg_copy_merge(conn: Connection, table: str, columns: Sequence[str], rows: l
         return max(cur.rowcount, 0)
 
 
-def existing_ids(conn: Connection, table: str, column: str, ids: Sequence[str], batch: int = 5000) -> set[str]:
+def existing_ids(
+    conn: Connection, table: str, column: str, ids: Sequence[str], batch: int = 5000
+) -> set[str]:
     """Which of ``ids`` are present in ``table.column`` (batched to respect parameter limits)."""
     found: set[str] = set()
     ids = list(ids)
@@ -115,6 +123,38 @@ def existing_ids(conn: Connection, table: str, column: str, ids: Sequence[str], 
             res = conn.exec_driver_sql(f"SELECT {column} FROM {table} WHERE {column} = ANY(%s)", (part,))
         else:
             marks = ", ".join("?" for _ in part)
-            res = conn.exec_driver_sql(f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", tuple(part))
+            res = conn.exec_driver_sql(
+                f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", tuple(part)
+            )
         found.update(r[0] for r in res)
     return found
+
+
+def secondary_indexes(table: str) -> list[Any]:
+    from knowcast.store.models import Base
+
+    return sorted(Base.metadata.tables[table].indexes, key=lambda ix: ix.name or "")
+
+
+def drop_secondary_indexes(conn: Connection, table: str) -> None:
+    """Bulk loads into a big table run several times faster without secondary indexes; the caller
+    rebuilds them (``ensure_indexes``) in the same transaction, so readers never see them missing."""
+    for ix in secondary_indexes(table):
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {ix.name}")
+
+
+def ensure_indexes(conn: Connection, table: str) -> None:
+    """Create any secondary index of ``table`` that is missing (after a bulk load or an interrupted one)."""
+    for ix in secondary_indexes(table):
+        cols = ", ".join(c.name for c in ix.columns)
+        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {ix.name} ON {table} ({cols})")
+
+
+def approx_rows(conn: Connection, table: str) -> int:
+    """A cheap row-count estimate (no full scan)."""
+    if conn.dialect.name == "postgresql":
+        res = conn.exec_driver_sql(
+            f"SELECT reltuples::bigint FROM pg_class WHERE relname = '{table}'"
+        ).scalar()
+        return max(int(res or 0), 0)
+    return int(conn.exec_driver_sql(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}").scalar() or 0)

@@ -1,0 +1,156 @@
+"""The FastAPI application: ``create_app()`` (used by ``knowcast serve`` and ``uvicorn --factory``)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import knowcast
+from knowcast.config import Settings, get_settings
+from knowcast.store import Store
+
+log = logging.getLogger("knowcast.api")
+
+#: Routers in src/knowcast/api/routers, included when present (each area adds its own).
+ROUTERS = (
+    "ingest",
+    "catalog",
+    "keys",
+    "content",
+    "profiles",
+    "recommend",
+    "live",
+    "experiments",
+    "analytics",
+)
+
+
+class BodySizeLimit:
+    """413 for request bodies over the limit, whether or not the client sent Content-Length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._reject(send)
+                return
+        seen = 0
+        rejected = False
+
+        async def limited() -> Message:
+            nonlocal seen, rejected
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    rejected = True
+                    raise _TooLarge
+            return msg
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        body = (
+            f'{{"detail":"request body is over the limit of {self.max_bytes} bytes; send smaller batches"}}'
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        if store is None:
+            app.state.store = Store(settings.database_url).migrate()
+        yield
+        if store is None:
+            app.state.store.dispose()
+
+    app = FastAPI(
+        title="knowcast",
+        version=knowcast.__version__,
+        description="Growth engine for knowledge-commerce: ingest, content, recommendations, live rooms, "
+        "experiments and analytics. Authenticate with `Authorization: Bearer <API key>`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if store is not None:
+        app.state.store = store
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for e in exc.errors():
+            loc = [str(p) for p in e.get("loc", ())]
+            errors.append({"field": ".".join(loc), "message": e.get("msg", "")})
+        return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", exc.orig)
+        return JSONResponse(
+            {"detail": "database unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "1"}
+        )
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and database check")
+    def healthz() -> dict[str, Any]:
+        with app.state.store.engine.connect() as c:
+            c.execute(text("SELECT 1"))
+        return {"status": "ok", "version": knowcast.__version__, "database": app.state.store.dialect}
+
+    for name in ROUTERS:
+        try:
+            module = importlib.import_module(f"knowcast.api.routers.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"knowcast.api.routers.{name}":
+                continue
+            raise
+        app.include_router(module.router)
+    try:
+        from knowcast.web.app import mount_web
+    except ModuleNotFoundError:
+        mount_web = None
+    if mount_web is not None:
+        mount_web(app)
+    else:
+        from fastapi.responses import HTMLResponse
+
+        @app.get("/", include_in_schema=False)
+        def index() -> HTMLResponse:
+            return HTMLResponse("<h1>knowcast</h1><p>API docs at <a href='/docs'>/docs</a>.</p>")
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,90 @@
+"""Shared FastAPI dependencies: settings, the store, a DB session per request, and scope checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from knowcast.api.security import Principal, verify_api_key
+from knowcast.config import Settings
+from knowcast.store import Store
+
+ANONYMOUS_ADMIN = Principal(key_id=None, name="local (auth off)", scopes=frozenset({"admin"}))
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.store.engine
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request, committed when the handler returns, rolled back on error."""
+    session = request.app.state.store.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def get_principal(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Principal:
+    settings: Settings = request.app.state.settings
+    secret = x_api_key
+    if authorization and authorization.lower().startswith("bearer "):
+        secret = authorization[7:].strip()
+    if not secret:
+        # Dashboard sessions carry their principal in the signed cookie (set by the web layer).
+        web = getattr(request.state, "principal", None)
+        if web is not None:
+            return web
+        if not settings.auth_enabled:
+            return ANONYMOUS_ADMIN
+        raise HTTPException(
+            401,
+            "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    with request.app.state.store.sessions() as session:
+        row = verify_api_key(session, secret)
+        if row is None:
+            raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+        principal = Principal(key_id=row.id, name=row.name, scopes=frozenset(row.scopes))
+    request.state.principal = principal
+    return principal
+
+
+def require_scope(scope: str) -> Callable[..., Principal]:
+    """Dependency factory: 403 unless the caller's key has ``scope`` (or admin)."""
+
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if not principal.allows(scope):
+            raise HTTPException(403, f"this API key lacks the '{scope}' scope")
+        return principal
+
+    return check
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ReadScope = Depends(require_scope("read"))
+IngestScope = Depends(require_scope("ingest"))
+AdminScope = Depends(require_scope("admin"))
