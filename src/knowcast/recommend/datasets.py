@@ -306,6 +306,7 @@ def from_events(
         meta = items.set_index("item_id").loc[data.item_ids].reset_index()
         data.items = meta
         if "tags" in meta.columns:
+            # tags may be lists (simulator, store) or "a|b" strings (CSV)
             tag_lists = [
                 list(t) if isinstance(t, list | tuple | np.ndarray) else str(t or "").split("|")
                 for t in meta["tags"]
@@ -341,7 +342,13 @@ def load_simulation(
     result = simulate_platform(cfg)
     data = from_events(result.events, items=result.items, min_watch_ratio=min_watch_ratio, name="simulation")
     users = getattr(result, "users", None)
-    if users is not None and "segment" in getattr(users, "columns", []):
-        seg = users.set_index("user_id")["segment"].reindex(data.user_ids)
-        data.user_segments = seg.fillna("unknown").astype(str).to_numpy()
+    if users is not None and "attributes" in getattr(users, "columns", []):
+        # segment = gender and age band, the demographic cut popular-in-segment uses
+        attrs = users.set_index("user_id")["attributes"].reindex(data.user_ids)
+        data.user_segments = np.array(
+            [
+                f"{a.get('gender', '?')}-{a.get('age_band', '?')}" if isinstance(a, dict) else "unknown"
+                for a in attrs
+            ]
+        )
     return data
