@@ -8,7 +8,8 @@ course is the one who buys it. Features per (user, paid item):
 * ``direct_views``, ``direct_clicks``: the user's views / clicks / add-to-carts on the item itself;
 * ``creator_affinity``: share of the user's events on this item's creator; ``tag_affinity``: cosine of the
   user's tag profile and the item's tags;
-* ``item_buyers`` (log), ``item_conversion``: buyers / users reached by its promoters; ``price`` (log), ``kind``;
+* ``item_buyers`` (log), ``item_conversion``: buyers / users reached by its promoters;
+  ``price`` (log), ``kind``;
 * ``user_purchases``, ``user_activity`` (log).
 
 Training uses a time split of the events themselves: features from everything before ``cut``, label =
