@@ -138,7 +138,17 @@ def tokenize(
         stop = ()
     else:
         stop = stopwords
+    out = list(_tokens(s, keep_numbers))
+    if stop:
+        out = [t for t in out if t not in stop]
+    return out
+
+
+@lru_cache(maxsize=65536)
+def _tokens(s: str, keep_numbers: bool) -> tuple[str, ...]:
+    """Tokens of normalised text, stop words kept (cached: live chat repeats itself a lot)."""
     out: list[str] = []
+    cut = None
     for m in TOKEN_RE.finditer(s):
         tag = m.group(1) or m.group(2)
         if tag:
@@ -151,7 +161,9 @@ def tokenize(
             if len(han) == 1:
                 out.append(han)
             else:
-                out.extend(w for w in _jieba().cut(han, HMM=True) if w.strip())
+                if cut is None:
+                    cut = _jieba().cut
+                out.extend(w for w in cut(han, HMM=True) if w.strip())
             continue
         word = m.group(4)
         if word:
@@ -159,9 +171,13 @@ def tokenize(
             continue
         if keep_numbers and m.group(5):
             out.append(m.group(5))
-    if stop:
-        out = [t for t in out if t not in stop]
-    return out
+    return tuple(out)
 
 
-__all__ = ["EN_STOPWORDS", "USER_DICT", "add_words", "load_stopwords", "tokenize"]
+def remove_stopwords(tokens: list[str], stopwords: Collection[str] | None = None) -> list[str]:
+    """Tokens without stop words (the shared lists by default)."""
+    stop = load_stopwords() if stopwords is None else stopwords
+    return [t for t in tokens if t not in stop]
+
+
+__all__ = ["remove_stopwords", "EN_STOPWORDS", "USER_DICT", "add_words", "load_stopwords", "tokenize"]

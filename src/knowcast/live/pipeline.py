@@ -1,0 +1,254 @@
+"""The live-comment pipeline and the in-memory state of one room.
+
+``CommentPipeline.analyze`` runs the six steps for one comment, in order: normalise → moderate (lexicon,
+evasions, contacts; flood control when the pipeline belongs to a room) → sentiment → question → keywords.
+Steps 5 and 6 (trending, highlights) are room-level and live in :class:`RoomState`, which feeds every
+analysed comment and every gift/purchase/join into sliding windows and keeps what the console shows:
+moderated stream, top questions now, trending words, sentiment over time, highlight candidates and live
+metrics. ``RoomState.snapshot()`` is a JSON-able dict the lead's WebSocket pushes; ``RoomState.record()``
+is everything the room saw (comments with verdicts, metrics per minute, highlights) for replay and
+after-the-fact analysis.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from knowcast.live.highlights import HighlightDetector
+from knowcast.live.metrics import RoomMetrics
+from knowcast.live.trending import TrendDetector
+from knowcast.text.keywords import is_keyword_token, keywords
+from knowcast.text.moderation import PASS, FloodGuard, Moderator, Verdict, default_moderator
+from knowcast.text.normalize import normalize, to_text
+from knowcast.text.questions import QuestionClusterer, is_question
+from knowcast.text.sentiment import Sentiment, SentimentModel, default_model
+from knowcast.text.tokenize import remove_stopwords, tokenize
+
+MAX_COMMENT_CHARS = 10_000
+
+
+@dataclass(slots=True)
+class AnalyzedComment:
+    """One comment after the pipeline (what moderators and the console see)."""
+
+    text: str
+    normalized: str
+    ts: float
+    user_id: str | None
+    verdict: Verdict
+    sentiment: Sentiment
+    is_question: bool
+    keywords: list[str]
+    tokens: list[str] = field(default_factory=list)
+    question_id: int | None = None
+    comment_id: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "comment_id": self.comment_id,
+            "ts": self.ts,
+            "user_id": self.user_id,
+            "text": self.text,
+            "normalized": self.normalized,
+            "moderation": self.verdict.to_dict(),
+            "sentiment": self.sentiment.to_dict(),
+            "is_question": self.is_question,
+            "question_id": self.question_id,
+            "keywords": self.keywords,
+        }
+
+
+class CommentPipeline:
+    """Stateless per-comment analysis (flood control is added by :class:`RoomState`).
+
+    ``moderator`` and ``sentiment`` default to the shared, built-once instances; ``truncate`` cuts comments
+    longer than ``MAX_COMMENT_CHARS`` before the costly steps (moderation always sees the whole text).
+    """
+
+    def __init__(
+        self,
+        moderator: Moderator | None = None,
+        sentiment: SentimentModel | None = None,
+        n_keywords: int = 5,
+    ) -> None:
+        self.moderator = moderator if moderator is not None else default_moderator()
+        self.sentiment = sentiment if sentiment is not None else default_model()
+        self.n_keywords = n_keywords
+
+    def analyze(
+        self,
+        text: str | bytes,
+        ts: float = 0.0,
+        user_id: str | None = None,
+        comment_id: str | None = None,
+        flood: FloodGuard | None = None,
+    ) -> AnalyzedComment:
+        raw = to_text(text)
+        verdict = self.moderator.moderate(raw)
+        if flood is not None:
+            fv = flood.check(raw, user_id, ts)
+            if fv.flagged and (not verdict.flagged or (verdict.action == "review" and fv.action == "block")):
+                verdict = fv
+        head = raw[:MAX_COMMENT_CHARS]
+        norm = normalize(head)
+        all_toks = tokenize(norm, stopwords=False, normalized=True) if norm else []
+        toks = remove_stopwords(all_toks)
+        senti = self.sentiment.analyze(norm, all_toks)
+        q = is_question(norm)
+        kws = keywords(norm, self.n_keywords, tokens=toks)
+        return AnalyzedComment(head, norm, ts, user_id, verdict, senti, q, kws, toks, None, comment_id)
+
+    def analyze_many(self, texts: Iterable[str | bytes]) -> list[AnalyzedComment]:
+        return [self.analyze(t) for t in texts]
+
+
+class RoomState:
+    """Everything one live room knows right now, fed in time order (seconds since any fixed origin).
+
+    Comments with a blocking verdict are recorded (moderators review them) but never count toward
+    questions, trending words, sentiment or highlights.
+    """
+
+    def __init__(
+        self,
+        room_id: str = "room",
+        pipeline: CommentPipeline | None = None,
+        flood: FloodGuard | None = None,
+        trend: TrendDetector | None = None,
+        highlights: HighlightDetector | None = None,
+        questions: QuestionClusterer | None = None,
+        sentiment_bucket_s: float = 60.0,
+        recent: int = 50,
+        keep_record: bool = True,
+    ) -> None:
+        self.room_id = room_id
+        self.pipeline = pipeline if pipeline is not None else CommentPipeline()
+        self.flood = flood if flood is not None else FloodGuard()
+        self.trend = trend if trend is not None else TrendDetector()
+        self.highlight = highlights if highlights is not None else HighlightDetector()
+        self.questions = questions if questions is not None else QuestionClusterer()
+        self.metrics = RoomMetrics()
+        self.sentiment_bucket_s = sentiment_bucket_s
+        self._senti: dict[int, Counter[str]] = {}
+        self._senti_sum: dict[int, float] = {}
+        self._recent: deque[AnalyzedComment] = deque(maxlen=recent)
+        self.keep_record = keep_record
+        self.comments: list[AnalyzedComment] = []
+        self.verdict_counts: Counter[str] = Counter()
+        self.start_ts: float | None = None
+        self.now = 0.0
+
+    def _offset(self, ts: float) -> float:
+        if self.start_ts is None:
+            self.start_ts = ts
+        self.now = max(self.now, ts)
+        return ts - self.start_ts
+
+    # ------------------------------------------------------------------ input
+    def add_comment(
+        self, text: str | bytes, ts: float, user_id: str | None = None, comment_id: str | None = None
+    ) -> AnalyzedComment:
+        off = self._offset(ts)
+        a = self.pipeline.analyze(text, ts, user_id, comment_id, flood=self.flood)
+        self.verdict_counts[a.verdict.action] += 1
+        self.metrics.on_comment(user_id, ts)
+        if a.verdict.action != "block":
+            words = [t for t in a.tokens if is_keyword_token(t)]
+            self.trend.add(words, ts)
+            self.highlight.add("comments", off, words=words)
+            if a.is_question:
+                a.question_id = self.questions.add(a.normalized, ts)
+            b = int(off // self.sentiment_bucket_s)
+            self._senti.setdefault(b, Counter())[a.sentiment.label] += 1
+            self._senti_sum[b] = self._senti_sum.get(b, 0.0) + a.sentiment.score
+        else:
+            self.highlight.add("comments", off)
+        self._recent.append(a)
+        if self.keep_record:
+            self.comments.append(a)
+        return a
+
+    def add_event(
+        self,
+        kind: str,
+        ts: float,
+        user_id: str | None = None,
+        amount: float = 0.0,
+        item_id: str | None = None,
+    ) -> None:
+        """A non-comment event: ``join``/``live_join``, ``leave``/``live_leave``, ``gift``/``tip``,
+        ``purchase``, ``refund``."""
+        off = self._offset(ts)
+        k = kind.lower()
+        if k in ("join", "live_join"):
+            self.metrics.on_join(str(user_id), ts)
+            self.highlight.add("joins", off)
+        elif k in ("leave", "live_leave"):
+            self.metrics.on_leave(str(user_id), ts)
+        elif k in ("gift", "tip"):
+            self.metrics.on_gift(user_id, ts, amount)
+            self.highlight.add("gifts", off)
+        elif k == "purchase":
+            self.metrics.on_purchase(str(user_id), ts, amount, item_id)
+            self.highlight.add("purchases", off)
+        elif k == "refund":
+            self.metrics.on_refund(str(user_id), ts, amount, item_id)
+        else:
+            raise ValueError(f"kind must be join/leave/gift/tip/purchase/refund, got {kind!r}")
+
+    # ------------------------------------------------------------------ output
+    def sentiment_series(self) -> list[dict[str, object]]:
+        out = []
+        for b in sorted(self._senti):
+            c = self._senti[b]
+            n = sum(c.values())
+            out.append(
+                {
+                    "offset_s": b * self.sentiment_bucket_s,
+                    "positive": c["positive"],
+                    "negative": c["negative"],
+                    "neutral": c["neutral"],
+                    "mean_score": round(self._senti_sum[b] / n, 4) if n else 0.0,
+                }
+            )
+        return out
+
+    def snapshot(self, n: int = 10) -> dict[str, object]:
+        """What the live console shows now (JSON-able)."""
+        return {
+            "room_id": self.room_id,
+            "now": self.now,
+            "offset_s": (self.now - self.start_ts) if self.start_ts is not None else 0.0,
+            "metrics": self.metrics.snapshot(self.now),
+            "verdicts": dict(self.verdict_counts),
+            "top_questions": self.questions.top(n, now=self.now),
+            "trending": self.trend.trending(n, now=self.now),
+            "sentiment": self.sentiment_series()[-10:],
+            "highlights": self.highlight.current(),
+            "recent": [a.to_dict() for a in self._recent][-n:],
+        }
+
+    def finish(self) -> dict[str, object]:
+        """Close open windows (end of stream) and return :meth:`record`."""
+        if self.start_ts is not None:
+            self.highlight.flush(self.now - self.start_ts + self.highlight.bucket_s)
+        return self.record()
+
+    def record(self) -> dict[str, object]:
+        """Everything the room saw, for storage, replay and analysis after the live ends."""
+        return {
+            "room_id": self.room_id,
+            "start_ts": self.start_ts,
+            "end_ts": self.now,
+            "comments": [a.to_dict() for a in self.comments],
+            "metrics_per_minute": self.metrics.per_minute(),
+            "metrics": self.metrics.snapshot(self.now),
+            "highlights": [h.to_dict() for h in self.highlight.highlights],
+            "sentiment": self.sentiment_series(),
+            "verdicts": dict(self.verdict_counts),
+        }
+
+
+__all__ = ["MAX_COMMENT_CHARS", "PASS", "AnalyzedComment", "CommentPipeline", "RoomState"]
