@@ -7,7 +7,8 @@ counts too, but a pure reaction ("???", "啊？") does not.
 ``QuestionClusterer`` merges near-duplicate questions ("这个课多少钱" / "课程多少钱啊" / "多少钱？？") so a
 host can answer the question 200 people asked. Each question becomes a set of characters and character bigrams
 (after normalising and removing question particles and function characters); a new question joins
-the cluster whose representative has Jaccard similarity ≥ ``threshold``, found through an inverted index from bigram to clusters (exact Jaccard on
+the cluster whose representative has Jaccard similarity ≥ ``threshold``, found through an inverted
+index from bigram to clusters (exact Jaccard on
 the few candidates that share a bigram, which at live-room sizes is cheaper and more accurate than MinHash).
 Counts are kept per time window, so "top questions now" fades as the room moves on.
 """
