@@ -201,12 +201,16 @@ def import_dataset_cmd(
     db: DbOption = None,
 ) -> None:
     """Load a public dataset into the knowcast schema."""
+    from knowcast.ingest.service import ImportRejected
     from knowcast.services.datasets import DATASETS, import_dataset
 
     store = _store(db)
     t = time.perf_counter()
     try:
         reports = import_dataset(store.engine, name, path, progress=lambda k, n: err.print(f"  {k}: +{n:,}"))
+    except ImportRejected as exc:
+        _print_report(exc.report, False)
+        raise typer.Exit(1) from None
     except (ValueError, FileNotFoundError) as exc:
         known = "\n".join(f"  {k}: {v[2]}" for k, v in DATASETS.items())
         raise fail(f"{exc}\nknown datasets:\n{known}", 2) from None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from knowcast.ingest.validate import RowError
 
@@ -125,7 +126,34 @@ def _csv_header(path: Path, enc: str, delimiter: str) -> list[str]:
     return header
 
 
+def _odd_quotes(path: Path) -> bool:
+    """Well-formed CSV has an even number of quote characters; an odd count means one never closed."""
+    count = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(16 << 20):
+            count += block.count(b'"')
+    return count % 2 == 1
+
+
 def _csv_chunks(path: Path, enc: str, chunk_rows: int, delimiter: str) -> Iterator[RawChunk]:
+    """Hold back one chunk: an unclosed quote swallows the rest of the file into the last record,
+    which Arrow accepts, so the last record is rejected when the file's quote count is odd."""
+    held: RawChunk | None = None
+    for chunk in _arrow_csv_chunks(path, enc, chunk_rows, delimiter):
+        if held is not None:
+            yield held
+        held = chunk
+    if held is None:
+        return
+    if held.lines and _odd_quotes(path):
+        line = held.lines[-1]
+        held.columns = {k: v.iloc[:-1] if isinstance(v, pd.Series) else v[:-1] for k, v in held.columns.items()}
+        held.lines = held.lines[:-1]
+        held.errors.append(RowError(line, "<row>", "malformed CSV: a quoted value is not closed"))
+    yield held
+
+
+def _arrow_csv_chunks(path: Path, enc: str, chunk_rows: int, delimiter: str) -> Iterator[RawChunk]:
     """Arrow's streaming CSV reader (C++, ~10x Python's csv) with exact line numbers.
 
     Arrow numbers records, not lines, and skips malformed ones through a handler; a record spans

@@ -26,8 +26,8 @@ from knowcast.domain import (
     ItemKind,
 )
 
-#: Timestamps before this (2000-01-01) are treated as mistakes, not history.
-MIN_TS_MS = 946_684_800_000
+#: Timestamps at or before the epoch are mistakes (an unset field), not history.
+MIN_TS_MS = 1
 CHANNELS = frozenset(c.value for c in Channel)
 KINDS = frozenset(k.value for k in ItemKind)
 
@@ -284,7 +284,7 @@ def check_events(
     c.flag(bad_ts & ~missing_ts, "ts", "expected ISO 8601 or epoch seconds/milliseconds")
     ok_ts = ~bad_ts
     c.flag(ok_ts & (ts > now_ms + max_future_skew_ms), "ts", "is more than a day in the future")
-    c.flag(ok_ts & (ts < MIN_TS_MS), "ts", "is before 2000-01-01; expected a real event time")
+    c.flag(ok_ts & (ts < MIN_TS_MS), "ts", "is not after 1970-01-01; expected a real event time")
     out["ts"] = ts
     out["user_id"] = _id_column(c, _col(cols, "user_id", n), "user_id", True)
     item = _id_column(c, _col(cols, "item_id", n), "item_id", False)
