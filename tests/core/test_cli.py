@@ -1,4 +1,4 @@
-"""The CLI end to end: import (dry run, exit codes), export round trip, demo, datasets, keys, a killed import."""
+"""The CLI end to end: import, export round trip, demo, datasets, keys, a killed import."""
 
 from __future__ import annotations
 
