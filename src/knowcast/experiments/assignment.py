@@ -151,7 +151,25 @@ def validate_eligibility(rules: Mapping[str, Any]) -> None:
                     raise ValueError(f"eligibility.{attr}.{op} must be a list")
 
 
+_MULTI = (list, tuple, set, frozenset)
+
+
 def _match(value: Any, present: bool, cond: Any) -> bool:
+    if isinstance(value, _MULTI):
+        # a multi-valued attribute (e.g. the segments a user belongs to): a positive rule needs one member
+        # to match, a negative rule (ne, not_in) needs every member to pass
+        if not isinstance(cond, Mapping):
+            return any(_match(v, True, cond) for v in value)
+        for op, arg in cond.items():
+            if op == "exists":
+                ok = present == bool(arg)
+            elif op in ("ne", "not_in"):
+                ok = all(_match(v, True, {op: arg}) for v in value)
+            else:
+                ok = any(_match(v, True, {op: arg}) for v in value)
+            if not ok:
+                return False
+        return True
     if not isinstance(cond, Mapping):
         if isinstance(cond, list | tuple | set | frozenset):
             return present and value in cond
@@ -184,7 +202,9 @@ def evaluate_eligibility(rules: Mapping[str, Any], attributes: Mapping[str, Any]
 
     A rule is a value (``{"channel": "feed"}``), a list of allowed values (``{"country": ["CN", "SG"]}``)
     or operators: ``eq, ne, in, not_in, gt, gte, lt, lte, exists`` (``{"days_since_signup": {"lt": 7}}``).
-    A missing attribute fails every positive rule and passes ``ne``/``not_in``.
+    A missing attribute fails every positive rule and passes ``ne``/``not_in``. A list-valued attribute
+    (``{"segment": ["whales", "students"]}``) matches a positive rule when one of its values does, and a
+    negative rule when none of them is excluded.
     """
     for attr, cond in rules.items():
         present = attr in attributes

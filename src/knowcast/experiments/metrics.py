@@ -8,8 +8,9 @@ an effect). Users exposed to more than one variant are dropped and counted, as G
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import pandas as pd
@@ -29,6 +30,7 @@ __all__ = [
     "refund_rate",
     "revenue_per_session",
     "STANDARD_METRICS",
+    "metric_by_name",
     "ACTIVITY_TYPES",
     "daily_exposures",
 ]
@@ -123,6 +125,33 @@ STANDARD_METRICS: dict[str, MetricDef] = {
     for m in (conversion(), revenue_per_user(), watch_time(), retention(1), retention(7), refund_rate(),
               revenue_per_session())
 }
+
+
+_NAMED = re.compile(r"^(conversion|revenue_per_user|watch_time|refund_rate|revenue_per_session)_(\d+)h$")
+_RETENTION = re.compile(r"^retention_d(\d+)$")
+
+
+def metric_by_name(name: str) -> MetricDef:
+    """The metric an experiment spec names: a standard one, ``retention_dN`` or ``<metric>_<hours>h``.
+
+    ``conversion_24h`` is a purchase within 24 hours; ``revenue_per_user_168h`` the net revenue of the first
+    week. Unknown names raise ValueError listing what is known.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"metric name must be a string, got {type(name).__name__}")
+    if name in STANDARD_METRICS:
+        return STANDARD_METRICS[name]
+    m = _RETENTION.match(name)
+    if m and int(m.group(1)) >= 1:
+        return retention(int(m.group(1)))
+    m = _NAMED.match(name)
+    if m and int(m.group(2)) > 0:
+        base = {"conversion": conversion, "revenue_per_user": revenue_per_user, "watch_time": watch_time,
+                "refund_rate": refund_rate, "revenue_per_session": revenue_per_session}[m.group(1)]
+        return replace(base(float(m.group(2))), name=name)
+    raise ValueError(
+        f"unknown metric {name!r}; use one of {sorted(STANDARD_METRICS)}, retention_d<N> or <metric>_<N>h"
+    )
 
 
 # --------------------------------------------------------------------------------------------------

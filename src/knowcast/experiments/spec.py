@@ -28,7 +28,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     ExperimentState.STOPPED: frozenset(),
 }
 #: Fields that would re-shuffle or re-define users and results once running.
-FROZEN_WHILE_RUNNING = frozenset({"variants", "salt", "layer", "decision_metric", "eligibility"})
+FROZEN_WHILE_RUNNING = frozenset(
+    {"variants", "salt", "layer", "layer_slice", "decision_metric", "eligibility"}
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,15 @@ def _ms(value: Any, name: str) -> int | None:
     return int(ts.value // 1_000_000)
 
 
+def _float(value: Any, name: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number, got {value!r}") from exc
+
+
 @dataclass(frozen=True)
 class ExperimentSpec:
     """Everything that defines an experiment. The first variant is the control."""
@@ -76,6 +87,8 @@ class ExperimentSpec:
     salt: str = ""
     layer: str | None = None
     layer_share: float = 1.0
+    #: This experiment's ``[lo, hi)`` slice of its layer's hash line; the store allocates it on create.
+    layer_slice: tuple[float, float] | None = None
     coverage: float = 1.0
     eligibility: dict[str, Any] = field(default_factory=dict)
     guardrails: tuple[str, ...] = ()
@@ -107,6 +120,16 @@ class ExperimentSpec:
             raise ValueError(f"coverage must be in [0, 1], got {self.coverage}")
         if not 0.0 < self.layer_share <= 1.0:
             raise ValueError(f"layer_share must be in (0, 1], got {self.layer_share}")
+        if self.layer_slice is not None:
+            if self.layer is None:
+                raise ValueError("layer_slice needs a layer")
+            try:
+                lo, hi = (float(x) for x in self.layer_slice)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"layer_slice must be [lo, hi], got {self.layer_slice!r}") from exc
+            if not 0.0 <= lo < hi <= 1.0:
+                raise ValueError(f"layer_slice must satisfy 0 <= lo < hi <= 1, got {self.layer_slice!r}")
+            object.__setattr__(self, "layer_slice", (lo, hi))
         if not self.decision_metric:
             raise ValueError("decision_metric must not be empty")
         if self.state not in TRANSITIONS:
@@ -155,9 +178,10 @@ class ExperimentSpec:
             decision_metric=str(data["decision_metric"]),
             name=str(data.get("name") or ""),
             salt=str(data.get("salt") or ""),
-            layer=data.get("layer"),
-            layer_share=float(data.get("layer_share", 1.0)),
-            coverage=float(data.get("coverage", 1.0)),
+            layer=None if data.get("layer") in (None, "") else str(data["layer"]),
+            layer_share=_float(data.get("layer_share", 1.0), "layer_share"),
+            layer_slice=data.get("layer_slice"),
+            coverage=_float(data.get("coverage", 1.0), "coverage"),
             eligibility=dict(data.get("eligibility") or {}),
             guardrails=tuple(str(g) for g in guard),
             start=_ms(data.get("start"), "start"),
@@ -183,6 +207,7 @@ class ExperimentSpec:
         d = asdict(self)
         d["variants"] = [asdict(v) for v in self.variants]
         d["guardrails"] = list(self.guardrails)
+        d["layer_slice"] = list(self.layer_slice) if self.layer_slice else None
         if audit:
             d["audit"] = [asdict(a) for a in self.audit]
         else:
