@@ -24,6 +24,7 @@ log = logging.getLogger("knowcast.api")
 ROUTERS = (
     "ingest",
     "catalog",
+    "privacy",
     "keys",
     "content",
     "profiles",
