@@ -53,36 +53,37 @@ class TrendDetector:
         self._counts.update(uniq)
         self._n_window += 1
 
-    def _decay_to(self, ts: float) -> None:
+    # Decay without touching every term: baseline values are stored multiplied by 2**((t - t_ref)/h), so
+    # adding at time t costs O(1); reading divides by the current factor. Rebased when the factor grows.
+    def _grow(self, ts: float) -> float:
         if self._base_ts is None:
             self._base_ts = ts
-            return
-        dt = ts - self._base_ts
-        if dt <= 0:
-            return
-        f = 0.5 ** (dt / self.halflife_s)
-        if f < 0.999:
+        e = (ts - self._base_ts) / self.halflife_s
+        if e > 40:
+            f = 2.0**-e
             for k in list(self._base):
                 v = self._base[k] * f
-                if v < 1e-3:
+                if v < 1e-6:
                     del self._base[k]
                 else:
                     self._base[k] = v
             self._base_total *= f
             self._base_ts = ts
+            e = 0.0
+        return 2.0**e
 
     def _advance(self, now: float) -> None:
         self._now = max(self._now, now)
         cutoff = self._now - self.window_s
         while self._window and self._window[0][0] < cutoff:
             ts, terms = self._window.popleft()
-            self._decay_to(ts)
+            g = self._grow(ts)
             for t in terms:
                 self._counts[t] -= 1
                 if self._counts[t] <= 0:
                     del self._counts[t]
-                self._base[t] = self._base.get(t, 0.0) + 1.0
-            self._base_total += 1.0
+                self._base[t] = self._base.get(t, 0.0) + g
+            self._base_total += g
             self._n_window -= 1
 
     def trending(self, n: int = 10, now: float | None = None) -> list[dict[str, float | str | int]]:
@@ -92,12 +93,14 @@ class TrendDetector:
         if not self._counts:
             return []
         vocab = max(len(self._base), 1)
-        denom = self._base_total + self.alpha * vocab
+        g = self._grow(self._now) if self._base_ts is not None else 1.0
+        alpha = self.alpha * g  # the prior in the same scaled units as the stored baseline
+        denom = self._base_total + alpha * vocab
         out = []
         for term, c in self._counts.items():
             if c < self.min_count:
                 continue
-            share = (self._base.get(term, 0.0) + self.alpha) / denom if denom > 0 else 0.0
+            share = (self._base.get(term, 0.0) + alpha) / denom if denom > 0 else 0.0
             expected = share * self._n_window if self._base_total > 0 else 0.0
             z = (c - expected) / math.sqrt(expected + 1.0)
             if z >= self.min_z:

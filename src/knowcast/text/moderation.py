@@ -188,6 +188,7 @@ _URL_PRE = re.compile(
     r"https?|www|[a-z0-9][.。．·点](?:com|cn|net|org|top|xyz|cc|io|me|vip|info|tv|co|app|site|club|live|shop)",
     re.I,
 )
+_SENTENCE_PUNCT = re.compile(r"[，。！？、；：,!?;:\n]")
 _HIGH_PLANE_RE = re.compile("[\U00030000-\U0010ffff]")
 
 
@@ -303,7 +304,9 @@ def _lexicon_entries(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
     """(word → category) for block-worthy words and (word → category) for uncategorised words."""
     src = folder / "SOURCE.md"
     codes = category_codes(src.read_text(encoding="utf-8") if src.exists() else None)
-    categorised: dict[str, str] = {}
+    # word_categories.csv only tags words; the dictionary is words_zh.txt (76 tagged words are not in it and
+    # are everyday words such as 国务院, 出售, 美女 that the library itself never matches).
+    tags: dict[str, str] = {}
     cat_file = folder / "word_categories.csv"
     if cat_file.exists():
         for line in _read_lines(cat_file)[1:]:
@@ -312,10 +315,13 @@ def _lexicon_entries(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
                 continue
             names = [codes.get(c.strip(), "other") for c in cats.split(";") if c.strip()]
             specific = [n for n in names if n != "illegal"]
-            categorised[word] = (specific or names or ["other"])[0]
+            tags[word] = (specific or names or ["other"])[0]
+    categorised: dict[str, str] = {}
     plain: dict[str, str] = {}
     for w in _read_lines(folder / "words_zh.txt"):
-        if w not in categorised:
+        if w in tags:
+            categorised[w] = tags[w]
+        else:
             plain[w] = "other"
     for w in _read_lines(folder / "words_en.txt"):
         if w.lower() not in EN_SKIP and w not in categorised:
@@ -457,7 +463,12 @@ class Moderator:
             py = ahocorasick.Automaton()
             n = 0
             for key, (cat, _action, how) in entries.items():
-                if how == "contact cue" or sum(1 for c in key if ord(c) in table) < self.min_pinyin_chars:
+                if how == "contact cue":
+                    continue
+                # homophones of short uncategorised words (names, slang: 李适时, 年的事) hit everyday
+                # phrases, so those need one more character than categorised words
+                n_han = sum(1 for c in key if ord(c) in table)
+                if n_han < self.min_pinyin_chars + (1 if cat == "other" else 0):
                     continue
                 pk = key.translate(table)
                 if len(pk) >= self.min_pinyin_letters and pk.isascii():
@@ -497,7 +508,7 @@ class Moderator:
         if best is not None and best.action == "block" and best.how != "contact cue":
             return self._verdict(raw, sk, best)
         if self._py_auto is not None:
-            py_hit = self._pinyin_hit(sk)
+            py_hit = self._pinyin_hit(sk, raw)
             if py_hit is not None:
                 best = _best([h for h in (best, py_hit) if h is not None])
         if self.contacts:
@@ -552,7 +563,7 @@ class Moderator:
                 kept.append(h)
         return kept
 
-    def _pinyin_hit(self, sk: str) -> _Hit | None:
+    def _pinyin_hit(self, sk: str, raw: str | None = None) -> _Hit | None:
         py = sk.translate(self._py_table)
         found = None
         for end, (pk, key, cat) in self._py_auto.iter(py):  # type: ignore[union-attr]
@@ -560,6 +571,7 @@ class Moderator:
             break
         if found is None:
             return None
+        idx = _skeleton_index_map(raw) if raw is not None else []
         # map pinyin offsets back to skeleton chars; accept only syllable-aligned matches
         starts: dict[int, int] = {}
         ends: dict[int, int] = {}
@@ -578,6 +590,8 @@ class Moderator:
                     continue
                 if _everyday_homophone(sk[s0:s1], key):
                     continue
+                if raw is not None and _SENTENCE_PUNCT.search(raw[idx[s0] : idx[s1 - 1] + 1] if idx else ""):
+                    continue  # 快乐！万… is two phrases, not one word spelled out
                 return _Hit(s0, s1, key, cat, "review", "pinyin")
         return None
 
@@ -637,7 +651,7 @@ class Moderator:
         return skeleton(word) in self._common
 
 
-def _everyday_homophone(span: str, key: str, min_freq: int = 500) -> bool:
+def _everyday_homophone(span: str, key: str, min_freq: int = 100) -> bool:
     """True when the text that sounds like ``key`` holds a common word that ``key`` does not (幸福 in
     幸福源 vs 性福源): a homophone by accident, not an evasion."""
     if len(span) != len(span.encode("utf-8")) // 3 or len(span) != len(key):
