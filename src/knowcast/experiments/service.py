@@ -688,6 +688,7 @@ def results(
     *,
     engine_name: str = "frequentist",
     alpha: float = 0.05,
+    relative: bool = True,
     mde: float = 0.05,
     cuped_days: float | None = 14.0,
     max_days: float = 60.0,
@@ -698,7 +699,8 @@ def results(
 
     Only exposed users count, each from the first exposure on; ratio metrics use the delta method;
     ``cuped_days`` (0/None: off) adds CUPED-adjusted numbers using the same metric over that many days
-    before exposure. ``daily_units`` defaults to the observed exposures per day.
+    before exposure. ``relative``: effects as a share of control (default) or absolute differences.
+    ``daily_units`` defaults to the observed exposures per day.
     """
     if engine_name not in ("frequentist", "bayesian", "sequential"):
         raise SpecError(f"engine must be frequentist, bayesian or sequential, got {engine_name!r}", "engine")
@@ -757,6 +759,7 @@ def results(
         higher_is_better={k: m.higher_is_better for k, m in metrics.items()},
         engine=engine_name,  # type: ignore[arg-type]
         alpha=alpha,
+        relative=relative,
         mde=mde,
         n_star=n_star,
         daily_units=daily_exposures(exposures) if daily_units is None else daily_units,

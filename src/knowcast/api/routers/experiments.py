@@ -175,11 +175,12 @@ def results(
         Literal["frequentist", "bayesian", "sequential"], Query(alias="engine")
     ] = "frequentist",
     alpha: Annotated[float, Query(gt=0, lt=0.5)] = 0.05,
+    relative: Annotated[bool, Query(description="relative (default) or absolute effects")] = True,
     mde: Annotated[float, Query(gt=0, lt=10, description="relative minimum detectable effect")] = 0.05,
     cuped_days: Annotated[float, Query(ge=0, le=365, description="pre-period for CUPED; 0 = off")] = 14.0,
 ) -> Any:
-    report = _call(svc.results, engine, key, engine_name=engine_name, alpha=alpha, mde=mde,
-                   cuped_days=cuped_days)
+    report = _call(svc.results, engine, key, engine_name=engine_name, alpha=alpha, relative=relative,
+                   mde=mde, cuped_days=cuped_days)
     if format == "csv":
         return PlainTextResponse(
             svc.report_csv(report), media_type="text/csv",
