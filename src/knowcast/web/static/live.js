@@ -171,6 +171,8 @@
     document.getElementById("n-gmv").textContent = boot.series.reduce(function (a, s) { return a + (s.gmv || 0); }, 0).toFixed(2);
   }
   enqueue(boot.history);
+  panels();
+  charts(); // draw the sentiment plot once now, so later updates are cheap Plotly.react calls
   window.kcLive = { handle: handle, stats: agg };
   connect();
 })();
