@@ -442,8 +442,6 @@ class _Minute:
     joins: int = 0
     leaves: int = 0
     viewers: int = 0
-    senti_sum: float = 0.0
-    senti_n: int = 0
 
 
 @dataclass
@@ -541,6 +539,33 @@ COMMENT_COLUMNS = [
     "id", "ts", "user_id", "item_id", "room_id", "text", "offset_s", "moderation", "category", "matched",
     "sentiment", "sentiment_score", "is_question", "keywords",
 ]  # fmt: skip
+
+
+def _merge_comment_minutes(
+    minutes: list[dict[str, Any]], rows: list[tuple[Any, ...]], ncol: int
+) -> list[dict[str, Any]]:
+    """Add the counts of newly stored comment rows to the drained per-minute rows."""
+    by_key = {(m["room_id"], m["minute_ts"]): dict(m) for m in minutes}
+    senti: dict[tuple[str, int], list[float]] = {}
+    for r in rows:
+        room_id, minute_ts, blocked, question, score = r[4], r[ncol], r[ncol + 1], r[ncol + 2], r[ncol + 3]
+        key = (room_id, minute_ts)
+        m = by_key.get(key)
+        if m is None:
+            m = by_key[key] = {
+                "room_id": room_id, "minute_ts": minute_ts, "comments": 0, "blocked": 0, "questions": 0,
+                "gifts": 0, "gift_amount": 0.0, "purchases": 0, "gmv": 0.0, "joins": 0, "leaves": 0,
+                "viewers": 0, "sentiment": None,
+            }  # fmt: skip
+        m["comments"] += 1
+        m["blocked"] += int(blocked)
+        m["questions"] += int(question)
+        if score is not None:
+            senti.setdefault(key, []).append(score)
+    for key, scores in senti.items():
+        m = by_key[key]
+        m["sentiment"] = round(sum(scores) / len(scores), 4)
+    return sorted(by_key.values(), key=lambda m: (m["room_id"], m["minute_ts"]))
 
 
 class RoomService:
@@ -682,6 +707,11 @@ class RoomService:
                         round(float(a.sentiment.score), 4),
                         bool(a.is_question),
                         json.dumps(a.keywords, ensure_ascii=False),
+                        # not stored as such: what the per-minute counters need
+                        now_ms // 60_000 * 60_000,
+                        v.action == "block",
+                        v.action != "block" and bool(a.is_question),
+                        None if v.action == "block" else float(a.sentiment.score),
                     )
                 )
             room.taken += len(items)
@@ -689,15 +719,8 @@ class RoomService:
 
     @staticmethod
     def _count_comment(room: Room, a: AnalyzedComment, now: float) -> None:
+        # Comment counts go to room_minutes when the row is stored as new (see _write); here only viewers.
         m = room.minute(now)
-        m.comments += 1
-        if a.verdict.action == "block":
-            m.blocked += 1
-        else:
-            m.senti_sum += float(a.sentiment.score)
-            m.senti_n += 1
-            if a.is_question:
-                m.questions += 1
         m.viewers = max(m.viewers, room.state.metrics.concurrent)
 
     async def post_comments(
@@ -872,7 +895,7 @@ class RoomService:
                 "joins": m.joins,
                 "leaves": m.leaves,
                 "viewers": m.viewers,
-                "sentiment": round(m.senti_sum / m.senti_n, 4) if m.senti_n else None,
+                "sentiment": None,
             }
             for ts, m in sorted(minutes.items())
         ]
@@ -916,10 +939,14 @@ class RoomService:
                 m = self._drain_minutes(room)
                 drained.append((room, m))
                 minutes.extend(m)
+        ncol = len(COMMENT_COLUMNS)
         try:
             with self.engine.begin() as conn:
                 if rows:
-                    users = sorted({r[2] for r in rows})
+                    # Only rows not stored before count in room_minutes (a retry in another process).
+                    stored = existing_ids(conn, "comments", "id", [r[0] for r in rows])
+                    new = [r for r in rows if r[0] not in stored]
+                    users = sorted({r[2] for r in new})
                     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
                     insert_ignore(
                         conn,
@@ -928,7 +955,8 @@ class RoomService:
                         ["id", "created_at", "attributes"],
                         [(u, now, "{}") for u in users],
                     )
-                    insert_ignore(conn, "comments", ["id"], COMMENT_COLUMNS, rows)
+                    insert_ignore(conn, "comments", ["id"], COMMENT_COLUMNS, [r[:ncol] for r in new])
+                    minutes = _merge_comment_minutes(minutes, new, ncol)
                 if minutes:
                     conn.execute(MINUTES_UPSERT, minutes)
         except BaseException:
@@ -947,10 +975,6 @@ class RoomService:
                 m.gift_amount += r["gift_amount"]
                 m.gmv += r["gmv"]
                 m.viewers = max(m.viewers, r["viewers"])
-                if r["sentiment"] is not None:
-                    n = r["comments"] - r["blocked"]
-                    m.senti_sum += r["sentiment"] * n
-                    m.senti_n += n
 
     async def flush(self) -> None:
         """Write every room's pending per-minute counters now."""
