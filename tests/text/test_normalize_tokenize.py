@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from knowcast.paths import shared_data_dir
 from knowcast.text.normalize import collapse_repeats, fold, is_emoji_only, normalize, to_text
 from knowcast.text.tokenize import load_stopwords, tokenize
 
@@ -60,6 +61,10 @@ def test_tokenize_mixed_language_and_hashtags():
     assert toks == ["这门", "python", "课程", "真的", "#知识付费", "#study"]
 
 
+NO_DATA = pytest.mark.skipif(shared_data_dir() is None, reason="shared/data (stop-word lists) not present")
+
+
+@NO_DATA
 def test_domain_words_kept_whole():
     assert tokenize("知识付费直播间今天有福利") == ["知识付费", "直播间", "福利"]
 
@@ -78,6 +83,7 @@ def test_english_tokens_and_stopwords():
     assert tokenize("a b", stopwords={"a"}) == ["b"]
 
 
+@NO_DATA
 def test_stopwords_loaded():
     sw = load_stopwords()
     assert "的" in sw and "the" in sw and len(sw) > 1000
