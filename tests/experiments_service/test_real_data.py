@@ -75,9 +75,9 @@ def test_cookie_cats_through_the_store(sqlite_store) -> None:
 
 
 def test_udacity_sample_through_the_store(store, tmp_path) -> None:
-    """The first 30,000 rows of the Udacity log, through the same import path (fast; both backends)."""
+    """The first 12,000 rows of the Udacity log, through the same import path (fast; both backends)."""
     d = _dir()
-    raw = pd.read_csv(d / "udacity_ab_data.csv.gz", nrows=30_000)
+    raw = pd.read_csv(d / "udacity_ab_data.csv.gz", nrows=12_000)
     raw.to_csv(tmp_path / "udacity_ab_data.csv.gz", index=False)
     rep = svc.analyze_real(store.engine, "udacity", data_dir=tmp_path, relative=False, cuped_days=0)
     ok = _udacity_clean(raw)
