@@ -33,6 +33,20 @@ __all__ = [
 ]
 
 NEG_INF = np.float32(-np.inf)
+#: Batches up to this many users are scored with one BLAS thread: a multi-threaded BLAS spends more time
+#: waking threads than multiplying one row (20 ms instead of 1.5 ms for one user x 100,000 items).
+SMALL_BATCH = 32
+_CONTROLLER: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """A context that limits BLAS to one thread (controller built once: building it costs milliseconds)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -187,6 +201,9 @@ class Recommender(ABC):
         if ids.ndim != 1 or (ids < 0).any():
             raise ValueError("user_ids must be non-negative integers")
         rows = self._rows_for(ids, user_items)
+        if len(ids) <= SMALL_BATCH:
+            with _one_blas_thread():
+                return np.asarray(self._score(ids, rows), dtype=np.float32)
         return np.asarray(self._score(ids, rows), dtype=np.float32)
 
     def recommend(
