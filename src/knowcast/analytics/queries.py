@@ -1,0 +1,898 @@
+"""SQL for analytics: SQLAlchemy Core over the store's tables, portable between SQLite and PostgreSQL.
+
+Every query here aggregates in the database and returns small tables (per user, per cohort, per group);
+no function loads the raw event log into Python. Times are epoch milliseconds (BIGINT), so day and week
+buckets are integer divisions that index and compare the same way on both backends.
+
+The funnel query is built as a chain of CTEs: per-user first step-1 time by one GROUP BY (scanning only
+events of step 1's type through the (type, ts) index or a table scan), then for each later step a join of
+the previous step's users with that step's events under the order and window constraints, again one
+GROUP BY per step. The later steps are rare event types, so they cost little.
+"""
+
+from __future__ import annotations
+
+import operator
+import uuid
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Index,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+)
+from sqlalchemy.sql import ColumnElement, Select
+
+from knowcast.analytics.funnel import EVENT_BREAKDOWNS, Exclusion, FunnelSpec, Step, parse_filter
+from knowcast.store.models import Comment, Creator, Event, Exposure, Item, Promotes, User
+
+events = Event.__table__
+items = Item.__table__
+users = User.__table__
+promotes = Promotes.__table__
+comments = Comment.__table__
+creators = Creator.__table__
+exposures = Exposure.__table__
+
+DAY_MS = 86_400_000
+PERIOD_MS = {"day": DAY_MS, "week": 7 * DAY_MS, "hour": 3_600_000}
+
+
+def _frame(engine: Engine, stmt: Select, columns: list[str] | None = None) -> pd.DataFrame:
+    with engine.connect() as conn:
+        res = conn.execute(stmt)
+        rows = res.fetchall()
+        cols = columns or list(res.keys())
+    return pd.DataFrame([tuple(r) for r in rows], columns=cols)
+
+
+# ---------------------------------------------------------------- conditions
+
+_OPS = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
+def step_condition(ev: Any, step: Step | Exclusion) -> ColumnElement[bool]:
+    """The WHERE clause matching one step's events on the events table (or alias) ``ev``."""
+    types = step.types if isinstance(step, Step) else (step.type,)
+    tcol = ev.c.type
+    conds: list[ColumnElement[bool]] = [tcol == types[0] if len(types) == 1 else tcol.in_(types)]
+    filters = (
+        step.filters() if isinstance(step, Step) else [parse_filter(k, v) for k, v in step.where.items()]
+    )
+    for col, op, val in filters:
+        c = ev.c[col]
+        conds.append(c.in_(val) if op == "in" else _OPS[op](c, val))
+    kinds = step.kinds if isinstance(step, Step) else None
+    if kinds:
+        conds.append(ev.c.item_id.in_(select(items.c.id).where(items.c.kind.in_(kinds))))
+    return and_(*conds)
+
+
+def _range(ev: Any, start_ms: int | None, end_ms: int | None) -> list[ColumnElement[bool]]:
+    out = []
+    if start_ms is not None:
+        out.append(ev.c.ts >= start_ms)
+    if end_ms is not None:
+        out.append(ev.c.ts < end_ms)
+    return out
+
+
+# ---------------------------------------------------------------- funnels
+
+
+def funnel_users_stmt(spec: FunnelSpec) -> Select:
+    """One row per user who entered the funnel: user_id, group, t1..tn (NULL when not reached), excluded."""
+    if spec.mode == "ordered":
+        base, tcols = _ordered_ctes(spec)
+    elif spec.mode == "strict":
+        base, tcols = _strict_ctes(spec)
+    else:
+        base, tcols = _any_order_ctes(spec)
+    group = _breakdown_expr(spec, base)
+    cols: list[Any] = [base.c.user_id, group.label("group") if group is not None else null().label("group")]
+    cols += [c.label(f"t{k}") for k, c in enumerate(tcols, start=1)]
+    if spec.exclusions:
+        flags = [_exclusion_flag(spec, e, base, tcols) for e in spec.exclusions]
+        cols.append(case((or_(*flags), 1), else_=0).label("excluded"))
+    return select(*cols)
+
+
+def _ordered_ctes(spec: FunnelSpec) -> tuple[Any, list[Any]]:
+    e1 = events.alias("e1")
+    s1 = (
+        select(e1.c.user_id, func.min(e1.c.ts).label("t1"))
+        .where(step_condition(e1, spec.steps[0]), *_range(e1, spec.start_ms, spec.end_ms))
+        .group_by(e1.c.user_id)
+        .cte("s1")
+    )
+    prev = s1
+    chain = [s1]
+    for k in range(2, spec.n + 1):
+        step = spec.steps[k - 1]
+        ek = events.alias(f"e{k}")
+        # The step's own events first, materialised: a small set found through the (type, ts) index. Joining
+        # it to the previous step's users by user_id stops SQLite from range-scanning the index per user.
+        rng = _range(ek, spec.start_ms, spec.end_ms + spec.window_ms if spec.end_ms is not None else None)
+        xk = (
+            select(ek.c.user_id, ek.c.ts)
+            .where(step_condition(ek, step), *rng)
+            .cte(f"x{k}")
+            .prefix_with("MATERIALIZED")
+        )
+        tprev = prev.c[f"t{k - 1}"]
+        conds = [
+            xk.c.user_id == prev.c.user_id,
+            xk.c.ts >= tprev,
+            xk.c.ts <= prev.c.t1 + spec.window_ms,
+        ]
+        if step.window_ms is not None:
+            conds.append(xk.c.ts <= tprev + step.window_ms)
+        carry = [prev.c[f"t{j}"] for j in range(1, k)]
+        sk = (
+            select(prev.c.user_id, *carry, func.min(xk.c.ts).label(f"t{k}"))
+            .select_from(xk.join(prev, and_(*conds)))
+            .group_by(prev.c.user_id, *carry)
+            .cte(f"s{k}")
+        )
+        chain.append(sk)
+        prev = sk
+    # s1 LEFT JOIN the deepest step each user reached: the chain is nested, so joining each sk is enough.
+    j = s1
+    for sk in chain[1:]:
+        j = j.outerjoin(sk, sk.c.user_id == s1.c.user_id)
+    base = select(s1.c.user_id, s1.c.t1, *[sk.c[f"t{k}"] for k, sk in enumerate(chain[1:], start=2)])
+    base = base.select_from(j).cte("fu")
+    return base, [base.c[f"t{k}"] for k in range(1, spec.n + 1)]
+
+
+def _strict_ctes(spec: FunnelSpec) -> tuple[Any, list[Any]]:
+    ev = events.alias("ev")
+    flags = [
+        case((step_condition(ev, s), 1), else_=0).label(f"m{k}") for k, s in enumerate(spec.steps, start=1)
+    ]
+    seq = select(
+        ev.c.user_id,
+        ev.c.ts,
+        func.row_number().over(partition_by=ev.c.user_id, order_by=(ev.c.ts, ev.c.id)).label("rn"),
+        *flags,
+    ).cte("seq")
+    c1 = (
+        select(seq.c.user_id, seq.c.rn.label("rn1"), seq.c.ts.label("t1"))
+        .where(seq.c.m1 == 1, *_range(seq, spec.start_ms, spec.end_ms))
+        .cte("c1")
+    )
+    chain = [c1]
+    prev = c1
+    for k in range(2, spec.n + 1):
+        step = spec.steps[k - 1]
+        s = seq.alias(f"q{k}")
+        conds = [
+            s.c.user_id == prev.c.user_id,
+            s.c.rn == prev.c[f"rn{k - 1}"] + 1,
+            s.c[f"m{k}"] == 1,
+            s.c.ts <= prev.c.t1 + spec.window_ms,
+        ]
+        if step.window_ms is not None:
+            conds.append(s.c.ts <= prev.c[f"t{k - 1}"] + step.window_ms)
+        ck = (
+            select(
+                prev.c.user_id,
+                prev.c.t1,
+                s.c.rn.label(f"rn{k}"),
+                *[prev.c[f"t{j}"] for j in range(2, k)],
+                s.c.ts.label(f"t{k}"),
+            )
+            .select_from(prev.join(s, and_(*conds)))
+            .cte(f"c{k}")
+        )
+        chain.append(ck)
+        prev = ck
+    # Per user and depth, the earliest chain's times.
+    per = [
+        select(c.c.user_id, func.min(c.c[f"t{k}"]).label(f"t{k}")).group_by(c.c.user_id).cte(f"d{k}")
+        for k, c in enumerate(chain, start=1)
+    ]
+    j = per[0]
+    for d in per[1:]:
+        j = j.outerjoin(d, d.c.user_id == per[0].c.user_id)
+    base = (
+        select(per[0].c.user_id, *[d.c[f"t{k}"] for k, d in enumerate(per, start=1)]).select_from(j).cte("fu")
+    )
+    return base, [base.c[f"t{k}"] for k in range(1, spec.n + 1)]
+
+
+def _any_order_ctes(spec: FunnelSpec) -> tuple[Any, list[Any]]:
+    ev = events.alias("ev")
+    types = sorted({t for s in spec.steps for t in s.types})
+    firsts = [
+        func.min(case((step_condition(ev, s), ev.c.ts), else_=null())).label(f"t{k}")
+        for k, s in enumerate(spec.steps, start=1)
+    ]
+    base = (
+        select(ev.c.user_id, *firsts)
+        .where(ev.c.type.in_(types), *_range(ev, spec.start_ms, spec.end_ms))
+        .group_by(ev.c.user_id)
+        .cte("fu")
+    )
+    return base, [base.c[f"t{k}"] for k in range(1, spec.n + 1)]
+
+
+def _breakdown_expr(spec: FunnelSpec, base: Any) -> ColumnElement[Any] | None:
+    """The group of each user: a property of their first step-1 event, their creator, segment or variant."""
+    b = spec.breakdown
+    if b is None:
+        return None
+    if b.startswith("segment:"):
+        key = b.split(":", 1)[1]
+        return (
+            select(users.c.attributes[key].as_string()).where(users.c.id == base.c.user_id).scalar_subquery()
+        )
+    if b.startswith("variant:"):
+        key = b.split(":", 1)[1]
+        return (
+            select(exposures.c.variant)
+            .where(exposures.c.user_id == base.c.user_id, exposures.c.experiment_key == key)
+            .scalar_subquery()
+        )
+    eb = events.alias("eb")
+    first = and_(eb.c.user_id == base.c.user_id, eb.c.ts == base.c.t1, step_condition(eb, spec.steps[0]))
+    if b in EVENT_BREAKDOWNS:
+        return select(func.min(eb.c[b])).where(first).scalar_subquery()
+    # creator of the first step-1 event's item
+    return (
+        select(func.min(items.c.creator_id))
+        .select_from(eb.join(items, items.c.id == eb.c.item_id))
+        .where(first)
+        .scalar_subquery()
+    )
+
+
+def _exclusion_flag(spec: FunnelSpec, e: Exclusion, base: Any, tcols: list[Any]) -> ColumnElement[bool]:
+    ex = events.alias("ex")
+    lo = tcols[e.after - 1]
+    before = e.before if e.before is not None else spec.n
+    hi = func.coalesce(tcols[before - 1], tcols[0] + spec.window_ms)
+    return exists(
+        select(literal(1)).where(
+            ex.c.user_id == base.c.user_id, step_condition(ex, e), ex.c.ts > lo, ex.c.ts < hi
+        )
+    )
+
+
+def funnel_users(engine: Engine, spec: FunnelSpec) -> pd.DataFrame:
+    """Per-user step times of a funnel, computed in the database (see ``funnel_users_stmt``)."""
+    cols = ["user_id", "group"] + [f"t{k}" for k in range(1, spec.n + 1)]
+    cols += ["excluded"] if spec.exclusions else []
+    if spec.mode == "ordered":
+        df = _ordered_pipeline(engine, spec, cols)
+    else:
+        df = _frame(engine, funnel_users_stmt(spec), cols)
+    for k in range(1, spec.n + 1):
+        df[f"t{k}"] = pd.to_numeric(df[f"t{k}"], errors="coerce")
+    return df
+
+
+def _ordered_pipeline(engine: Engine, spec: FunnelSpec, cols: list[str]) -> pd.DataFrame:
+    """The ordered funnel as a few INSERT ... SELECT into indexed temporary tables, on one connection.
+
+    One statement with CTEs leaves the join order to the planner, and SQLite's planner (without table
+    statistics) nests a scan of step k-1's users inside the step-k events: quadratic. Temporary tables
+    with an index on user_id make every backend do the cheap thing: one GROUP BY over step-1 events,
+    then, per later step, one pass over that step's (rare) events with an index lookup of the user.
+    """
+    tag = uuid.uuid4().hex[:10]
+    md = MetaData()
+    tables: list[Table] = []
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA temp_store=MEMORY")
+        try:
+            e1 = events.alias("e1")
+            t = Table(
+                f"kc_f1_{tag}",
+                md,
+                Column("user_id", String(128)),
+                Column("t1", BigInteger),
+                prefixes=["TEMPORARY"],
+            )
+            t.create(conn)
+            tables.append(t)
+            conn.execute(
+                insert(t).from_select(
+                    ["user_id", "t1"],
+                    select(e1.c.user_id, func.min(e1.c.ts))
+                    .where(
+                        step_condition(e1, spec.steps[0]),
+                        *_range(e1, spec.start_ms, spec.end_ms),
+                    )
+                    .group_by(e1.c.user_id),
+                )
+            )
+            Index(f"ix_kc_f1_{tag}", t.c.user_id).create(conn)
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"ANALYZE {t.name}")
+            prev = t
+            hi = spec.end_ms + spec.window_ms if spec.end_ms is not None else None
+            for k in range(2, spec.n + 1):
+                step = spec.steps[k - 1]
+                ek = events.alias(f"e{k}")
+                names = [f"t{j}" for j in range(1, k + 1)]
+                tk = Table(
+                    f"kc_f{k}_{tag}",
+                    md,
+                    Column("user_id", String(128)),
+                    *[Column(n, BigInteger) for n in names],
+                    prefixes=["TEMPORARY"],
+                )
+                tk.create(conn)
+                tables.append(tk)
+                tprev = prev.c[f"t{k - 1}"]
+                conds = [ek.c.ts >= tprev, ek.c.ts <= prev.c.t1 + spec.window_ms]
+                if step.window_ms is not None:
+                    conds.append(ek.c.ts <= tprev + step.window_ms)
+                carry = [prev.c[f"t{j}"] for j in range(1, k)]
+                if conn.dialect.name == "sqlite":
+                    # SQLite: a correlated MIN per user reads the (type, user_id, ts) index range directly.
+                    first = (
+                        select(func.min(ek.c.ts))
+                        .where(ek.c.user_id == prev.c.user_id, step_condition(ek, step), *conds)
+                        .scalar_subquery()
+                    )
+                    inner = select(prev.c.user_id, *carry, first.label("tk")).subquery("inner")
+                    sel = select(inner.c.user_id, *[inner.c[f"t{j}"] for j in range(1, k)], inner.c.tk).where(
+                        inner.c.tk.is_not(None)
+                    )
+                else:
+                    # PostgreSQL: one hash join of the step's events with the previous step's users.
+                    sel = (
+                        select(prev.c.user_id, *carry, func.min(ek.c.ts))
+                        .select_from(ek.join(prev, prev.c.user_id == ek.c.user_id))
+                        .where(step_condition(ek, step), *_range(ek, spec.start_ms, hi), *conds)
+                        .group_by(prev.c.user_id, *carry)
+                    )
+                conn.execute(insert(tk).from_select(["user_id", *names], sel))
+                Index(f"ix_kc_f{k}_{tag}", tk.c.user_id).create(conn)
+                prev = tk
+            base = tables[0]
+            j = base
+            for tk in tables[1:]:
+                j = j.outerjoin(tk, tk.c.user_id == base.c.user_id)
+            group: Any = null()
+            b = spec.breakdown
+            if b is not None and (b in EVENT_BREAKDOWNS or b == "creator"):
+                # The group of each user, from their first step-1 event, as one join (not per-user lookups).
+                g = Table(f"kc_fg_{tag}", md, Column("user_id", String(128)), Column("g", String(256)),
+                          prefixes=["TEMPORARY"])  # fmt: skip
+                g.create(conn)
+                tables.append(g)
+                eb = events.alias("eb")
+                src = eb.join(base, and_(base.c.user_id == eb.c.user_id, base.c.t1 == eb.c.ts))
+                if b == "creator":
+                    src = src.join(items, items.c.id == eb.c.item_id)
+                    val = func.min(items.c.creator_id)
+                else:
+                    val = func.min(eb.c[b])
+                conn.execute(
+                    insert(g).from_select(
+                        ["user_id", "g"],
+                        select(base.c.user_id, val)
+                        .select_from(src)
+                        .where(step_condition(eb, spec.steps[0]))
+                        .group_by(base.c.user_id),
+                    )
+                )
+                Index(f"ix_kc_fg_{tag}", g.c.user_id).create(conn)
+                j = j.outerjoin(g, g.c.user_id == base.c.user_id)
+                group = g.c.g
+            elif b is not None and b.startswith("segment:"):
+                j = j.outerjoin(users, users.c.id == base.c.user_id)
+                group = users.c.attributes[b.split(":", 1)[1]].as_string()
+            elif b is not None:
+                j = j.outerjoin(
+                    exposures,
+                    and_(
+                        exposures.c.user_id == base.c.user_id,
+                        exposures.c.experiment_key == b.split(":", 1)[1],
+                    ),
+                )
+                group = exposures.c.variant
+            tcols = [base.c.t1] + [tk.c[f"t{k}"] for k, tk in enumerate(tables[1 : spec.n], start=2)]
+            out: list[Any] = [base.c.user_id, group.label("group")]
+            out += [c.label(f"t{k}") for k, c in enumerate(tcols, start=1)]
+            if spec.exclusions:
+                flags = [_exclusion_flag(spec, e, base, tcols) for e in spec.exclusions]
+                out.append(case((or_(*flags), 1), else_=0).label("excluded"))
+            rows = conn.execute(select(*out).select_from(j)).fetchall()
+        finally:
+            for tk in reversed(tables):
+                tk.drop(conn, checkfirst=True)
+    return pd.DataFrame([tuple(r) for r in rows], columns=cols)
+
+
+# ---------------------------------------------------------------- retention and stickiness
+
+
+def retention_counts(
+    engine: Engine,
+    *,
+    start_types: tuple[str, ...] | None = None,
+    return_types: tuple[str, ...] | None = None,
+    period: str = "day",
+    kind: str = "first_time",
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cohort sizes (cohort, users) and returns (cohort, offset, users) aggregated in the database.
+
+    first_time: a user's cohort is the period of their first start event. recurring: every period in
+    which the user did a start event starts a cohort entry (Mixpanel's recurring retention).
+    """
+    if period not in ("day", "week"):
+        raise ValueError(f"period must be 'day' or 'week', got {period!r}")
+    if kind not in ("first_time", "recurring"):
+        raise ValueError(f"kind must be 'first_time' or 'recurring', got {kind!r}")
+    p = PERIOD_MS[period]
+    es, er = events.alias("es"), events.alias("er")
+    sc = [es.c.type.in_(start_types)] if start_types else []
+    rc = [er.c.type.in_(return_types)] if return_types else []
+    if kind == "first_time":
+        cohort = (
+            select(es.c.user_id, func.min(es.c.ts // p).label("cp"))
+            .where(*sc, *_range(es, start_ms, end_ms))
+            .group_by(es.c.user_id)
+            .cte("cohort")
+        )
+    else:
+        cohort = (
+            select(es.c.user_id, (es.c.ts // p).label("cp"))
+            .where(*sc, *_range(es, start_ms, end_ms))
+            .distinct()
+            .cte("cohort")
+        )
+    act = select(er.c.user_id, (er.c.ts // p).label("ap")).where(*rc).distinct().cte("act")
+    sizes = select(cohort.c.cp.label("cohort"), func.count().label("users")).group_by(cohort.c.cp)
+    off = (act.c.ap - cohort.c.cp).label("offset")
+    ret = (
+        select(cohort.c.cp.label("cohort"), off, func.count().label("users"))
+        .select_from(cohort.join(act, and_(act.c.user_id == cohort.c.user_id, act.c.ap > cohort.c.cp)))
+        .group_by(cohort.c.cp, act.c.ap - cohort.c.cp)
+    )
+    return _frame(engine, sizes), _frame(engine, ret)
+
+
+def active_users(
+    engine: Engine,
+    *,
+    types: tuple[str, ...] | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    mau_days: int = 30,
+) -> pd.DataFrame:
+    """Per day: DAU and the distinct users over the trailing ``mau_days`` days (MAU), in the database."""
+    ev = events.alias("ev")
+    cond = [ev.c.type.in_(types)] if types else []
+    ud = (
+        select(ev.c.user_id, (ev.c.ts // DAY_MS).label("d"))
+        .where(*cond, *_range(ev, start_ms, end_ms))
+        .distinct()
+    )
+    ud = ud.cte("ud")
+    days = select(ud.c.d).distinct().cte("days")
+    dau = select(ud.c.d.label("day"), func.count().label("dau")).group_by(ud.c.d).cte("dau")
+    ud2 = ud.alias("ud2")
+    mau = (
+        select(days.c.d.label("day"), func.count(func.distinct(ud2.c.user_id)).label("mau"))
+        .select_from(days.join(ud2, and_(ud2.c.d <= days.c.d, ud2.c.d > days.c.d - mau_days)))
+        .group_by(days.c.d)
+        .cte("mau")
+    )
+    stmt = (
+        select(dau.c.day, dau.c.dau, mau.c.mau)
+        .select_from(dau.join(mau, mau.c.day == dau.c.day))
+        .order_by(dau.c.day)
+    )
+    return _frame(engine, stmt)
+
+
+# ---------------------------------------------------------------- money
+
+
+def revenue_rows(engine: Engine, *, start_ms: int | None = None, end_ms: int | None = None) -> pd.DataFrame:
+    """Money events aggregated by day, type, item kind, creator, item, channel and live room presence."""
+    ev = events.alias("ev")
+    money = ("purchase", "refund", "subscribe", "tip")
+    day = (ev.c.ts // DAY_MS).label("day")
+    in_live = case((ev.c.room_id.is_not(None), 1), else_=0).label("in_live")
+    stmt = (
+        select(
+            day,
+            ev.c.type,
+            items.c.kind,
+            items.c.creator_id,
+            ev.c.item_id,
+            ev.c.channel,
+            in_live,
+            func.count().label("events"),
+            func.count(func.distinct(ev.c.user_id)).label("payers"),
+            func.coalesce(func.sum(ev.c.amount), 0.0).label("amount"),
+        )
+        .select_from(ev.outerjoin(items, items.c.id == ev.c.item_id))
+        .where(ev.c.type.in_(money), *_range(ev, start_ms, end_ms))
+        .group_by(day, ev.c.type, items.c.kind, items.c.creator_id, ev.c.item_id, ev.c.channel, in_live)
+    )
+    return _frame(engine, stmt)
+
+
+def payer_totals(
+    engine: Engine, *, start_ms: int | None = None, end_ms: int | None = None
+) -> dict[str, float]:
+    """Active users, paying users and net revenue over the range (for ARPU / ARPPU / paying ratio)."""
+    ev = events.alias("ev")
+    rng = _range(ev, start_ms, end_ms)
+    signed = case((ev.c.type == "refund", -func.abs(ev.c.amount)), else_=ev.c.amount)
+    stmt = select(
+        func.count(func.distinct(ev.c.user_id)).label("active"),
+        func.count(
+            func.distinct(case((ev.c.type.in_(("purchase", "subscribe", "tip")), ev.c.user_id)))
+        ).label("payers"),
+        func.coalesce(
+            func.sum(case((ev.c.type.in_(("purchase", "subscribe", "tip", "refund")), signed))), 0.0
+        ).label("net"),
+        func.count(case((ev.c.type == "purchase", 1))).label("orders"),
+        func.coalesce(func.sum(case((ev.c.type == "purchase", ev.c.amount))), 0.0).label("gross_purchases"),
+    ).where(*rng)
+    with engine.connect() as conn:
+        r = conn.execute(stmt).one()
+    return {k: float(v or 0) for k, v in r._mapping.items()}
+
+
+def user_month_amounts(
+    engine: Engine, types: tuple[str, ...] = ("subscribe",), month_days: int = 30
+) -> pd.DataFrame:
+    """Per user and 30-day period: summed amount of ``types`` events (the subscription ledger)."""
+    ev = events.alias("ev")
+    m = (ev.c.ts // (month_days * DAY_MS)).label("month")
+    stmt = (
+        select(ev.c.user_id, m, func.sum(ev.c.amount).label("amount"))
+        .where(ev.c.type.in_(types))
+        .group_by(ev.c.user_id, m)
+    )
+    return _frame(engine, stmt)
+
+
+def transactions(engine: Engine, types: tuple[str, ...] = ("purchase",)) -> pd.DataFrame:
+    """Per user and day: orders and amount (the input of RFM and cohort revenue; aggregated by day)."""
+    ev = events.alias("ev")
+    d = (ev.c.ts // DAY_MS).label("day")
+    stmt = (
+        select(ev.c.user_id, d, func.count().label("orders"), func.sum(ev.c.amount).label("amount"))
+        .where(ev.c.type.in_(types))
+        .group_by(ev.c.user_id, d)
+    )
+    return _frame(engine, stmt)
+
+
+# ---------------------------------------------------------------- attribution inputs
+
+
+def channel_touches(
+    engine: Engine,
+    touch_types: tuple[str, ...] = ("view", "click", "live_join"),
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> pd.DataFrame:
+    """Channel touches collapsed per user, day and channel (first ts): the raw material of journeys.
+
+    Collapsing to one touch per (user, day, channel) keeps the result small while keeping the order of
+    channels a user met, which is what path models need.
+    """
+    ev = events.alias("ev")
+    d = ev.c.ts // DAY_MS
+    stmt = (
+        select(ev.c.user_id, func.min(ev.c.ts).label("ts"), ev.c.channel)
+        .where(ev.c.type.in_(touch_types), ev.c.channel.is_not(None), *_range(ev, start_ms, end_ms))
+        .group_by(ev.c.user_id, d, ev.c.channel)
+    )
+    return _frame(engine, stmt)
+
+
+def conversions(engine: Engine, *, start_ms: int | None = None, end_ms: int | None = None) -> pd.DataFrame:
+    ev = events.alias("ev")
+    stmt = select(ev.c.user_id, ev.c.ts, func.coalesce(ev.c.amount, 0.0).label("value")).where(
+        ev.c.type == "purchase", *_range(ev, start_ms, end_ms)
+    )
+    return _frame(engine, stmt)
+
+
+def content_touches(
+    engine: Engine,
+    lookback_ms: int,
+    view_types: tuple[str, ...] = ("view", "live_join"),
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Purchases, and for each the promoters of the bought item that the buyer saw within the lookback.
+
+    Returns (purchases: purchase_id, user_id, item_id, amount, ts; touches: purchase_id, promoter_id, ts,
+    purchase_ts) with one touch per (purchase, promoter): the latest view before the purchase.
+    """
+    p = events.alias("p")
+    v = events.alias("v")
+    pr = promotes.alias("pr")
+    rng = _range(p, start_ms, end_ms)
+    purchases = select(
+        p.c.id.label("purchase_id"),
+        p.c.user_id,
+        p.c.item_id,
+        func.coalesce(p.c.amount, 0.0).label("amount"),
+        p.c.ts,
+    ).where(p.c.type == "purchase", *rng)
+    touches = (
+        select(
+            p.c.id.label("purchase_id"),
+            pr.c.promoter_id,
+            func.max(v.c.ts).label("ts"),
+            p.c.ts.label("purchase_ts"),
+        )
+        .select_from(
+            p.join(pr, pr.c.item_id == p.c.item_id).join(
+                v,
+                and_(
+                    v.c.user_id == p.c.user_id,
+                    v.c.item_id == pr.c.promoter_id,
+                    v.c.type.in_(view_types),
+                    v.c.ts <= p.c.ts,
+                    v.c.ts >= p.c.ts - lookback_ms,
+                ),
+            )
+        )
+        .where(p.c.type == "purchase", *rng)
+        .group_by(p.c.id, pr.c.promoter_id, p.c.ts)
+    )
+    return _frame(engine, purchases), _frame(engine, touches)
+
+
+def promoter_views(engine: Engine, *, start_ms: int | None = None, end_ms: int | None = None) -> pd.DataFrame:
+    """Views and unique viewers of each promoter (an item that promotes something)."""
+    v = events.alias("v")
+    prom = select(promotes.c.promoter_id).distinct().subquery()
+    stmt = (
+        select(
+            v.c.item_id.label("promoter_id"),
+            func.count().label("views"),
+            func.count(func.distinct(v.c.user_id)).label("viewers"),
+        )
+        .where(
+            v.c.type.in_(("view", "live_join")),
+            v.c.item_id.in_(select(prom.c.promoter_id)),
+            *_range(v, start_ms, end_ms),
+        )
+        .group_by(v.c.item_id)
+    )
+    return _frame(engine, stmt)
+
+
+# ---------------------------------------------------------------- creators
+
+
+ENGAGE_TYPES = ("view", "like", "comment", "share", "follow", "click", "purchase", "tip", "live_join")
+
+
+def creator_item_stats(
+    engine: Engine, *, start_ms: int | None = None, end_ms: int | None = None
+) -> pd.DataFrame:
+    """Per item: kind, creator, tags and counts of each engagement type, viewers and mean watch ratio."""
+    ev = events.alias("ev")
+    counts = [func.count(case((ev.c.type == t, 1))).label(t) for t in ENGAGE_TYPES]
+    stats = (
+        select(
+            ev.c.item_id,
+            *counts,
+            func.count(func.distinct(case((ev.c.type.in_(("view", "live_join")), ev.c.user_id)))).label(
+                "viewers"
+            ),
+            func.avg(case((ev.c.type == "view", ev.c.watch_ratio))).label("watch_ratio"),
+            func.count(case((and_(ev.c.type == "view", ev.c.watch_ratio >= 0.9), 1))).label("completed"),
+            func.coalesce(func.sum(case((ev.c.type.in_(("purchase", "tip")), ev.c.amount))), 0.0).label(
+                "revenue"
+            ),
+        )
+        .where(ev.c.item_id.is_not(None), ev.c.type.in_(ENGAGE_TYPES), *_range(ev, start_ms, end_ms))
+        .group_by(ev.c.item_id)
+        .subquery()
+    )
+    stmt = select(
+        items.c.id.label("item_id"),
+        items.c.kind,
+        items.c.creator_id,
+        items.c.tags,
+        items.c.created_at,
+        *[stats.c[c] for c in stats.c.keys() if c != "item_id"],
+    ).select_from(items.join(stats, stats.c.item_id == items.c.id))
+    df = _frame(engine, stmt)
+    return df
+
+
+def creator_hour_stats(engine: Engine, creator_id: str | None = None) -> pd.DataFrame:
+    """Per creator, item kind and hour of day (UTC): views and engagement events."""
+    ev = events.alias("ev")
+    hour = ((ev.c.ts // 3_600_000) % 24).label("hour")
+    cond = [items.c.creator_id == creator_id] if creator_id else []
+    stmt = (
+        select(
+            items.c.creator_id,
+            items.c.kind,
+            hour,
+            func.count(case((ev.c.type.in_(("view", "live_join")), 1))).label("views"),
+            func.count(case((ev.c.type.in_(("like", "comment", "share", "follow")), 1))).label("engagements"),
+            func.count(case((ev.c.type == "purchase", 1))).label("purchases"),
+        )
+        .select_from(ev.join(items, items.c.id == ev.c.item_id))
+        .where(ev.c.type.in_(ENGAGE_TYPES), *cond)
+        .group_by(items.c.creator_id, items.c.kind, hour)
+    )
+    return _frame(engine, stmt)
+
+
+def creator_followers(engine: Engine) -> pd.DataFrame:
+    """Follow events per creator and day (a follow names an item of the creator, or the creator in source)."""
+    ev = events.alias("ev")
+    d = (ev.c.ts // DAY_MS).label("day")
+    creator = func.coalesce(items.c.creator_id, ev.c.source)
+    stmt = (
+        select(creator.label("creator_id"), d, func.count(func.distinct(ev.c.user_id)).label("follows"))
+        .select_from(ev.outerjoin(items, items.c.id == ev.c.item_id))
+        .where(ev.c.type == "follow")
+        .group_by(creator, d)
+    )
+    return _frame(engine, stmt)
+
+
+def comment_rows(engine: Engine, creator_id: str | None = None, limit: int | None = None) -> pd.DataFrame:
+    """Comments on a creator's items (or all): ts, item, creator, text, stored sentiment score."""
+    cond = [items.c.creator_id == creator_id] if creator_id else []
+    stmt = (
+        select(
+            comments.c.ts,
+            comments.c.item_id,
+            comments.c.user_id,
+            items.c.creator_id,
+            comments.c.text,
+            comments.c.sentiment_score,
+        )
+        .select_from(comments.join(items, items.c.id == comments.c.item_id))
+        .where(*cond)
+        .order_by(comments.c.ts)
+    )
+    if limit:
+        stmt = stmt.limit(limit)
+    return _frame(engine, stmt)
+
+
+def viewer_attributes(engine: Engine, creator_id: str, key: str) -> pd.DataFrame:
+    """The creator's viewers counted by one user attribute (their audience segments)."""
+    ev = events.alias("ev")
+    viewers = (
+        select(ev.c.user_id)
+        .select_from(ev.join(items, items.c.id == ev.c.item_id))
+        .where(items.c.creator_id == creator_id, ev.c.type.in_(("view", "live_join")))
+        .distinct()
+        .subquery()
+    )
+    val = users.c.attributes[key].as_string()
+    stmt = (
+        select(val.label("value"), func.count().label("viewers"))
+        .select_from(viewers.join(users, users.c.id == viewers.c.user_id))
+        .group_by(val)
+    )
+    return _frame(engine, stmt)
+
+
+def catalog(engine: Engine) -> pd.DataFrame:
+    stmt = select(
+        items.c.id.label("item_id"),
+        items.c.kind,
+        items.c.creator_id,
+        items.c.tags,
+        items.c.price,
+        items.c.created_at,
+    )
+    return _frame(engine, stmt)
+
+
+def creator_topics(engine: Engine) -> pd.DataFrame:
+    return _frame(engine, select(creators.c.id.label("creator_id"), creators.c.topics))
+
+
+def promotes_links(engine: Engine) -> pd.DataFrame:
+    return _frame(engine, select(promotes.c.promoter_id, promotes.c.item_id))
+
+
+# ---------------------------------------------------------------- users (churn / propensity features)
+
+
+def user_activity(engine: Engine, cutoff_ms: int, history_days: int = 30) -> pd.DataFrame:
+    """Per user, from the ``history_days`` before ``cutoff_ms``: counts by type, active days, recency."""
+    ev = events.alias("ev")
+    lo = cutoff_ms - history_days * DAY_MS
+    kinds = ("view", "like", "comment", "share", "click", "add_to_cart", "purchase", "live_join", "tip")
+    stmt = (
+        select(
+            ev.c.user_id,
+            *[func.count(case((ev.c.type == t, 1))).label(f"n_{t}") for t in kinds],
+            func.count(func.distinct(ev.c.ts // DAY_MS)).label("active_days"),
+            func.max(ev.c.ts).label("last_ts"),
+            func.min(ev.c.ts).label("first_ts"),
+            func.coalesce(
+                func.sum(case((ev.c.type.in_(("purchase", "tip", "subscribe")), ev.c.amount))), 0.0
+            ).label("spend"),
+            func.avg(case((ev.c.type == "view", ev.c.watch_ratio))).label("watch_ratio"),
+        )
+        .where(ev.c.ts >= lo, ev.c.ts < cutoff_ms)
+        .group_by(ev.c.user_id)
+    )
+    return _frame(engine, stmt)
+
+
+def users_with(engine: Engine, types: tuple[str, ...], start_ms: int, end_ms: int) -> set[str]:
+    """Users who did any of ``types`` in [start_ms, end_ms) (a label for churn / propensity models)."""
+    stmt = select(events.c.user_id).where(
+        events.c.type.in_(types), events.c.ts >= start_ms, events.c.ts < end_ms
+    )
+    with engine.connect() as conn:
+        return {r[0] for r in conn.execute(stmt.distinct())}
+
+
+def time_bounds(engine: Engine) -> tuple[int | None, int | None]:
+    with engine.connect() as conn:
+        lo, hi = conn.execute(select(func.min(events.c.ts), func.max(events.c.ts))).one()
+    return (int(lo) if lo is not None else None, int(hi) if hi is not None else None)
+
+
+def tag_demand(engine: Engine, start_ms: int, end_ms: int) -> pd.DataFrame:
+    """Per item: views in [start_ms, end_ms) (tags are joined in Python from the catalog)."""
+    ev = events.alias("ev")
+    stmt = (
+        select(
+            ev.c.item_id,
+            func.count().label("views"),
+            func.count(func.distinct(ev.c.user_id)).label("viewers"),
+        )
+        .where(ev.c.type.in_(("view", "live_join", "click")), ev.c.ts >= start_ms, ev.c.ts < end_ms)
+        .group_by(ev.c.item_id)
+    )
+    return _frame(engine, stmt)
+
+
+def search_terms(engine: Engine, start_ms: int, end_ms: int) -> pd.DataFrame:
+    """Search-channel events' ``source`` (the query text, when the client sends it) counted."""
+    ev = events.alias("ev")
+    stmt = (
+        select(ev.c.source.label("term"), func.count().label("n"))
+        .where(ev.c.channel == "search", ev.c.source.is_not(None), ev.c.ts >= start_ms, ev.c.ts < end_ms)
+        .group_by(ev.c.source)
+    )
+    return _frame(engine, stmt)

@@ -1,0 +1,132 @@
+"""Analytics use cases: run the store queries (``queries.py``) and hand their small results to the math.
+
+Each function takes an SQLAlchemy Engine (SQLite or PostgreSQL) and returns plain results that the API and
+CLI render as JSON or CSV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from knowcast.analytics import attribution as attr
+from knowcast.analytics import queries as q
+from knowcast.analytics import retention as ret
+from knowcast.analytics import revenue as rev
+from knowcast.analytics.funnel import FunnelResult, FunnelSpec, summarize_funnel
+
+DAY_MS = 86_400_000
+
+
+def funnel(engine: Engine, spec: FunnelSpec) -> FunnelResult:
+    """A funnel report: per-user step times from the database, summarised in memory."""
+    return summarize_funnel(q.funnel_users(engine, spec), spec)
+
+
+def retention(
+    engine: Engine,
+    *,
+    start_types: Sequence[str] | None = None,
+    return_types: Sequence[str] | None = None,
+    period: str = "day",
+    kind: str = "first_time",
+    max_offset: int | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> ret.RetentionTable:
+    sizes, returns = q.retention_counts(
+        engine,
+        start_types=tuple(start_types) if start_types else None,
+        return_types=tuple(return_types) if return_types else None,
+        period=period,
+        kind=kind,
+        start_ms=start_ms,
+        end_ms=end_ms,
+    )
+    return ret.cohort_table(sizes, returns, period=period, max_offset=max_offset)
+
+
+def stickiness(engine: Engine, *, types: Sequence[str] | None = None, mau_days: int = 30) -> pd.DataFrame:
+    return ret.stickiness(q.active_users(engine, types=tuple(types) if types else None, mau_days=mau_days))
+
+
+def channel_attribution(
+    engine: Engine,
+    *,
+    lookback_days: float = 30.0,
+    half_life_days: float = 7.0,
+    touch_types: Sequence[str] = ("view", "click", "live_join"),
+) -> dict[str, Any]:
+    """Every channel model over the journeys in the store: rule-based, Markov, Shapley."""
+    touches = q.channel_touches(engine, tuple(touch_types))
+    convs = q.conversions(engine)
+    journeys = attr.build_journeys(touches, convs, lookback_days * DAY_MS)
+    if not any(j.conversions for j in journeys):
+        raise ValueError("no purchase has a channel touch in its lookback window; nothing to attribute")
+    table = attr.heuristic_models(journeys, half_life=half_life_days)
+    mk = attr.MarkovAttribution().fit(journeys).result_
+    sh = attr.shapley(journeys)
+    table = table.merge(
+        mk.attribution.rename(columns={"conversions": "markov", "value": "markov_value"}),
+        on="channel",
+        how="outer",
+    ).merge(
+        sh.rename(columns={"conversions": "shapley", "value": "shapley_value"}), on="channel", how="outer"
+    )
+    return {
+        "channels": table.fillna(0.0),
+        "removal_effects": mk.removal_effects,
+        "journeys": len(journeys),
+        "conversions": float(sum(j.conversions for j in journeys)),
+    }
+
+
+def content_attribution(
+    engine: Engine, *, lookback_days: float = 14.0, model: str = "linear", creator_id: str | None = None
+) -> pd.DataFrame:
+    """Revenue, purchases and conversion rate of each short video / live from the purchases it promoted."""
+    purchases, touches = q.content_touches(engine, int(lookback_days * DAY_MS))
+    views = q.promoter_views(engine)
+    out = attr.content_attribution(purchases, touches, views, model=model)
+    cat = q.catalog(engine)[["item_id", "kind", "creator_id"]].rename(columns={"item_id": "promoter_id"})
+    out = out.merge(cat, on="promoter_id", how="left")
+    if creator_id is not None:
+        out = out[out["creator_id"] == creator_id].reset_index(drop=True)
+    return out
+
+
+def revenue(
+    engine: Engine, *, cpm: float = 10.0, creator_share: float = 0.5, by: str = "stream"
+) -> dict[str, Any]:
+    rows = q.revenue_rows(engine)
+    totals = q.payer_totals(engine)
+    return rev.revenue_report(
+        rows, totals, ad_views=_views(engine), cpm=cpm, creator_share=creator_share, by=by
+    )
+
+
+def _views(engine: Engine) -> pd.DataFrame:
+    stats = q.creator_item_stats(engine)
+    return (
+        stats[["item_id", "creator_id", "view"]].rename(columns={"view": "views"})
+        if len(stats)
+        else pd.DataFrame(columns=["item_id", "creator_id", "views"])
+    )
+
+
+def subscriptions(engine: Engine, *, month_days: int = 30) -> dict[str, Any]:
+    ledger = q.user_month_amounts(engine, ("subscribe",), month_days=month_days)
+    return rev.subscription_report(ledger)
+
+
+def rfm(engine: Engine, *, now_day: int | None = None) -> pd.DataFrame:
+    tx = q.transactions(engine)
+    return rev.rfm(tx, customer="user_id", day="day", amount="amount", orders="orders", now=now_day)
+
+
+def cohort_revenue(engine: Engine, *, period_days: int = 7) -> pd.DataFrame:
+    tx = q.transactions(engine)
+    return rev.cohort_revenue(tx, customer="user_id", day="day", amount="amount", period_days=period_days)
