@@ -107,10 +107,18 @@ async def run_load(port: int, room: str, rate: int, seconds: float, batch_ms: in
     status: dict[int, int] = {}
     accepted = 0
     url = f"http://127.0.0.1:{port}/v1/rooms/{room}/comments"
-    ws = await websockets.connect(f"ws://127.0.0.1:{port}/v1/rooms/{room}/stream?batch_ms=50", max_size=None)
+    ws = await websockets.connect(
+        f"ws://127.0.0.1:{port}/v1/rooms/{room}/stream?batch_ms=50", max_size=None, ping_interval=None
+    )
     json.loads(await ws.recv())  # snapshot
 
     async def reader() -> None:
+        try:
+            await _read(ws)
+        except websockets.ConnectionClosed as exc:
+            print(f"console closed: {exc}")
+
+    async def _read(ws) -> None:  # type: ignore[no-untyped-def]
         async for raw in ws:
             now = time.perf_counter()
             m = json.loads(raw)
