@@ -12,7 +12,8 @@ the streak is still alive, RFM scores (quintiles 1-5 across users), spend and ac
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,8 @@ __all__ = ["ActivityProfiler", "MONEY_IN", "MONEY_OUT"]
 MONEY_IN: frozenset[str] = frozenset({"purchase", "subscribe", "tip"})
 MONEY_OUT: frozenset[str] = frozenset({"refund"})
 _MS_PER_DAY = 86_400_000
+#: Integer columns of the running state (besides the ``prefix:`` count columns).
+_INT_STATE = ("n_events", "n_purchases", "n_active_days", "last_day", "streak", "longest_streak")
 
 
 def _count_table(ucode: np.ndarray, n_users: int, values: np.ndarray, prefix: str) -> pd.DataFrame:
@@ -194,11 +197,74 @@ class ActivityProfiler:
             out[c] = out[c].fillna(0).astype(np.int64)
         return out
 
+    # ------------------------------------------------------------------ persistence
+    def state_records(self) -> dict[Any, dict[str, Any]]:
+        """The running totals per user as JSON-safe dicts (no NaN/inf: absent values are left out).
+
+        A service stores these next to each profile and passes them back to :meth:`load_state`, so an
+        incremental update continues the totals without re-reading history.
+        """
+        if not hasattr(self, "state_") or self.state_.empty:
+            return {}
+        out: dict[Any, dict[str, Any]] = {}
+        cols = list(self.state_.columns)
+        for u, row in zip(self.state_.index, self.state_.itertuples(index=False, name=None), strict=True):
+            rec: dict[str, Any] = {}
+            for c, v in zip(cols, row, strict=True):
+                if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                    continue
+                if isinstance(v, np.integer | int) and ":" in c and v == 0:
+                    continue  # zero counts are implied
+                rec[c] = v.item() if hasattr(v, "item") else v
+            out[u] = rec
+        return out
+
+    def load_state(self, records: Mapping[Any, Mapping[str, Any]]) -> ActivityProfiler:
+        """Start from stored running totals (see :meth:`state_records`); missing counts are zero."""
+        self.state_ = pd.DataFrame()
+        if not records:
+            return self
+        st = pd.DataFrame.from_dict({u: dict(r) for u, r in records.items()}, orient="index")
+        for c in st.columns:
+            if ":" in c or c in _INT_STATE:
+                st[c] = pd.to_numeric(st[c], errors="coerce").fillna(0).astype(np.int64)
+        for c in ("first_ts", "last_ts"):
+            if c not in st.columns:
+                raise ValueError(f"stored activity state lacks {c!r}")
+        if "last_purchase_ts" not in st.columns:
+            st["last_purchase_ts"] = -np.inf
+        st["last_purchase_ts"] = pd.to_numeric(st["last_purchase_ts"], errors="coerce").fillna(-np.inf)
+        for c in ("spend",):
+            st[c] = pd.to_numeric(st.get(c, 0.0), errors="coerce").fillna(0.0)
+        self.state_ = st
+        return self
+
+    @staticmethod
+    def thresholds(table: pd.DataFrame) -> dict[str, list[float]]:
+        """Population breakpoints of R/F/M (quintiles among payers) and spend/activity levels (terciles
+        of positive values), so a single user updated later is scored against the same population."""
+        out: dict[str, list[float]] = {}
+        payers = table["n_purchases"] > 0
+        for key, x in (
+            ("R", -table.loc[payers, "purchase_recency_days"].astype(float)),
+            ("F", table.loc[payers, "n_purchases"].astype(float)),
+            ("M", table.loc[payers, "spend"].astype(float)),
+        ):
+            out[key] = [float(q) for q in np.quantile(x, [0.2, 0.4, 0.6, 0.8])] if len(x) else []
+        for key, col in (("spend_level", "spend"), ("activity_level", "events_per_day")):
+            pos = table[col][table[col] > 0].astype(float)
+            out[key] = [float(q) for q in np.quantile(pos, [1 / 3, 2 / 3])] if len(pos) else []
+        return out
+
     # ------------------------------------------------------------------ reading
-    def table(self, as_of: Any = None) -> pd.DataFrame:
+    def table(
+        self, as_of: Any = None, reference: Mapping[str, Sequence[float]] | None = None
+    ) -> pd.DataFrame:
         """One row per user: activity, spend, RFM, preferred channel/hour/device and levels in words.
 
         ``as_of`` (epoch ms or datetime) is "now" for recency; default the latest event seen.
+        ``reference``: breakpoints from :meth:`thresholds` of a population; R/F/M and levels are then
+        scored against them instead of among the users in this profiler (for incremental updates).
         """
         if not hasattr(self, "state_") or self.state_.empty:
             raise RuntimeError("ActivityProfiler has no events: call fit() or update() first")
@@ -219,16 +285,30 @@ class ActivityProfiler:
         out["spend"] = s["spend"].round(2)
         lp = s["last_purchase_ts"].replace(-np.inf, np.nan)
         out["purchase_recency_days"] = ((now - lp) / _MS_PER_DAY).round(2)
-        out["R"] = _quintile(-out["purchase_recency_days"].fillna(np.inf), valid=out["n_purchases"] > 0)
-        out["F"] = _quintile(out["n_purchases"].astype(float), valid=out["n_purchases"] > 0)
-        out["M"] = _quintile(out["spend"].astype(float), valid=out["n_purchases"] > 0)
+        payer = out["n_purchases"] > 0
+        rfm_x = {
+            "R": -out["purchase_recency_days"].fillna(np.inf),
+            "F": out["n_purchases"].astype(float),
+            "M": out["spend"].astype(float),
+        }
+        for key, x in rfm_x.items():
+            if reference is not None and reference.get(key):
+                out[key] = _score_with(x, payer, reference[key])
+            else:
+                out[key] = _quintile(x, valid=payer)
         out["preferred_channel"] = _argmax_label(s, "channel:")
         out["device"] = _argmax_label(s, "device:")
         hours = _argmax_label(s, "hour:")
         out["preferred_hour"] = hours.map(lambda h: None if h is None else int(h))
-        out["spend_level"] = _levels(out["spend"], zero_label="no spend", names=("low", "medium", "high"))
+        ref = reference or {}
+        out["spend_level"] = _levels(
+            out["spend"], zero_label="no spend", names=("low", "medium", "high"), cuts=ref.get("spend_level")
+        )
         out["activity_level"] = _levels(
-            out["events_per_day"], zero_label="inactive", names=("low", "medium", "high")
+            out["events_per_day"],
+            zero_label="inactive",
+            names=("low", "medium", "high"),
+            cuts=ref.get("activity_level"),
         )
         return out
 
@@ -253,11 +333,23 @@ def _quintile(x: pd.Series, valid: pd.Series) -> pd.Series:
     return out
 
 
-def _levels(x: pd.Series, zero_label: str, names: tuple[str, str, str]) -> pd.Series:
-    """Words for a non-negative amount: ``zero_label`` at 0, then terciles of the positive values."""
+def _score_with(x: pd.Series, valid: pd.Series, breaks: Sequence[float]) -> pd.Series:
+    """Scores 1-5 against stored quintile breakpoints; 0 for users with no purchase."""
+    out = pd.Series(0, index=x.index, dtype=np.int64)
+    if valid.any():
+        pos = np.searchsorted(np.asarray(breaks, float), x[valid].to_numpy(float), "left")
+        out[valid] = (pos + 1).clip(1, 5)
+    return out
+
+
+def _levels(
+    x: pd.Series, zero_label: str, names: tuple[str, str, str], cuts: Sequence[float] | None = None
+) -> pd.Series:
+    """Words for a non-negative amount: ``zero_label`` at 0, then terciles of the positive values
+    (or the stored ``cuts``)."""
     out = pd.Series(zero_label, index=x.index, dtype=object)
     pos = x > 0
     if pos.any():
-        q1, q2 = np.quantile(x[pos], [1 / 3, 2 / 3])
+        q1, q2 = cuts if cuts else np.quantile(x[pos], [1 / 3, 2 / 3])
         out[pos] = np.where(x[pos] <= q1, names[0], np.where(x[pos] <= q2, names[1], names[2]))
     return out

@@ -144,8 +144,12 @@ class ItemFeatures:
         tags: Sequence[Sequence[str]],
         min_count: int = 1,
         normalize: bool = True,
+        extra_features: Sequence[str] = (),
     ) -> ItemFeatures:
-        """Multi-hot tag vectors; tags seen on fewer than ``min_count`` items are dropped."""
+        """Multi-hot tag vectors; tags seen on fewer than ``min_count`` items are dropped.
+
+        ``extra_features``: more (all-zero) columns, e.g. the tags a stored profile already holds.
+        """
         if len(item_ids) != len(tags):
             raise ValueError(f"{len(item_ids)} item_ids but {len(tags)} tag lists")
         counts: dict[str, int] = {}
@@ -154,7 +158,7 @@ class ItemFeatures:
                 raise TypeError(f"tags row {i} must be a list of tags, got a string {ts!r}")
             for t in set(ts or ()):
                 counts[str(t)] = counts.get(str(t), 0) + 1
-        names = sorted(t for t, c in counts.items() if c >= min_count)
+        names = sorted({*(t for t, c in counts.items() if c >= min_count), *map(str, extra_features)})
         col = {t: j for j, t in enumerate(names)}
         m = np.zeros((len(item_ids), len(names)))
         for i, ts in enumerate(tags):
@@ -304,6 +308,44 @@ class InterestProfiler:
             T[r] = max(T[r], t)
         self.n_events_ += len(urow)
         return self
+
+    # --------------------------------------------------------------- persistence
+    def set_state(
+        self, user_ids: Sequence[Any], vectors: Sequence[Mapping[str, float]], t_last: Sequence[float | None]
+    ) -> InterestProfiler:
+        """Start from stored profiles instead of zero: ``vectors`` maps feature name to weight per user.
+
+        Why by name: a service keeps profiles as ``{tag: weight}`` and builds the item feature space only
+        for the items a new batch touches; weights on features outside ``items`` are dropped here, so the
+        caller makes ``items`` span the union of stored and new features (see ``ItemFeatures.from_tags``
+        with ``extra_features``). ``t_last`` (epoch ms, None for never) is where decay continues from.
+        """
+        if not (len(user_ids) == len(vectors) == len(t_last)):
+            raise ValueError(
+                f"user_ids ({len(user_ids)}), vectors ({len(vectors)}) and t_last ({len(t_last)}) differ"
+            )
+        self._init_state()
+        rows = self._ensure_users(np.asarray(list(user_ids), dtype=object))
+        col = {f: j for j, f in enumerate(self.items.feature_names)}
+        for r, vec, t in zip(rows, vectors, t_last, strict=True):
+            for f, w in (vec or {}).items():
+                j = col.get(str(f))
+                if j is not None:
+                    self.U_[r, j] = float(w)
+            self.t_last_[r] = -np.inf if t is None else float(t)
+        return self
+
+    def state(self, min_abs: float = 1e-6) -> dict[Any, tuple[dict[str, float], float | None]]:
+        """Per user ``({feature: weight}, t_last)`` with weights below ``min_abs`` dropped (undecayed)."""
+        self._check()
+        names = self.items.feature_names
+        out: dict[Any, tuple[dict[str, float], float | None]] = {}
+        for u, r in self.user_index_.items():
+            row = self.U_[r]
+            nz = np.flatnonzero(np.abs(row) >= min_abs)
+            t = self.t_last_[r]
+            out[u] = ({names[j]: float(row[j]) for j in nz}, None if not np.isfinite(t) else float(t))
+        return out
 
     # --------------------------------------------------------------- reading
     def _check(self) -> None:
