@@ -6,7 +6,13 @@ import pytest
 
 from knowcast.store import Store
 from knowcast.store.models import Account, Creator
-from knowcast.web.accounts import authenticate, bootstrap_accounts, create_account, hash_password, verify_password
+from knowcast.web.accounts import (
+    authenticate,
+    bootstrap_accounts,
+    create_account,
+    hash_password,
+    verify_password,
+)
 
 
 def test_hash_round_trip_and_salted() -> None:

@@ -101,12 +101,17 @@ class Watch:
         page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
         page.on("requestfailed", lambda r: self.errors.append(f"failed: {r.url} {r.failure}"))
-        page.on("response", lambda r: self.errors.append(f"http {r.status}: {r.url}") if r.status >= 400 else None)
+        page.on(
+            "response", lambda r: self.errors.append(f"http {r.status}: {r.url}") if r.status >= 400 else None
+        )
 
 
 def _login(browser: Browser, server: dict, user: str, password: str, lang: str = "en"):  # type: ignore[no-untyped-def]
-    ctx = browser.new_context(viewport={"width": 1360, "height": 900}, timezone_id="Asia/Shanghai",
-                              locale="zh-CN" if lang == "zh" else "en-US")
+    ctx = browser.new_context(
+        viewport={"width": 1360, "height": 900},
+        timezone_id="Asia/Shanghai",
+        locale="zh-CN" if lang == "zh" else "en-US",
+    )
     page = ctx.new_page()
     page.goto(server["url"] + "/login")
     page.fill("input[name=username]", user)
@@ -196,14 +201,19 @@ def test_funnel_builder_matches_api(admin_page: Page, server: dict) -> None:
     steps = ["view", "click", "add_to_cart", "purchase"]
     if "/v1/analytics/funnel" in routes:
         token = admin_page.evaluate("window.kc.csrf")
-        r = admin_page.request.post(server["url"] + "/v1/analytics/funnel", headers={"X-CSRF-Token": token},
-                                    data={"steps": steps, "mode": "ordered", "window_ms": 7 * 86_400_000})
+        r = admin_page.request.post(
+            server["url"] + "/v1/analytics/funnel",
+            headers={"X-CSRF-Token": token},
+            data={"steps": steps, "mode": "ordered", "window_ms": 7 * 86_400_000},
+        )
         assert r.ok, r.text()
         api_users = [s["users"] for s in r.json()["steps"]]
     else:  # the analytics router has not landed: compare with the library call the API will make
         from knowcast.web.pages_ops import funnel_report
 
-        api_users = [s["users"] for s in funnel_report(server["store"].engine, steps, "ordered", 7, None)["steps"]]
+        api_users = [
+            s["users"] for s in funnel_report(server["store"].engine, steps, "ordered", 7, None)["steps"]
+        ]
     assert page_users == api_users and page_users[0] > 0
 
 
@@ -250,7 +260,9 @@ def test_live_comment_through_api(admin_page: Page, server: dict) -> None:
     routes = {getattr(r, "path", "") for r in server["app"].routes}
     if "/v1/rooms/{room_id}/stream" not in routes:
         pytest.skip("the live area's WebSocket /v1/rooms/{room_id}/stream is not mounted yet")
-    post = next((p for p in ("/v1/rooms/{room_id}/comments", "/v1/rooms/{room_id}/events") if p in routes), None)
+    post = next(
+        (p for p in ("/v1/rooms/{room_id}/comments", "/v1/rooms/{room_id}/events") if p in routes), None
+    )
     if post is None:
         pytest.skip("no room comment endpoint (/v1/rooms/{room_id}/comments) to post through")
     admin_page.goto(server["url"] + "/live/i00115")
@@ -258,8 +270,11 @@ def test_live_comment_through_api(admin_page: Page, server: dict) -> None:
     token = admin_page.evaluate("window.kc.csrf")
     url = server["url"] + post.replace("{room_id}", "i00115")
     t0 = time.perf_counter()
-    r = admin_page.request.post(url, headers={"X-CSRF-Token": token},
-                                data={"comments": [{"id": "api-1", "user_id": "u000001", "text": "这节课什么时候开始？"}]})
+    r = admin_page.request.post(
+        url,
+        headers={"X-CSRF-Token": token},
+        data={"comments": [{"id": "api-1", "user_id": "u000001", "text": "这节课什么时候开始？"}]},
+    )
     assert r.ok, r.text()
     admin_page.locator("#stream", has_text="这节课什么时候开始").wait_for(timeout=1000)
     assert time.perf_counter() - t0 < 1.5

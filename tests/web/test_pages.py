@@ -29,22 +29,30 @@ def test_login_rejects_bad_password_and_missing_csrf(app, demo_db) -> None:  # t
     token = csrf_of(c.get("/login").text)
     r = c.post("/login", data={"username": "admin", "password": "wrong-one", "csrf": token})
     assert r.status_code == 401 and "Wrong username or password" in r.text
-    r = c.post("/login", data={"username": "admin", "password": demo_db["passwords"]["admin"], "csrf": "forged"})
+    r = c.post(
+        "/login", data={"username": "admin", "password": demo_db["passwords"]["admin"], "csrf": "forged"}
+    )
     assert r.status_code == 403
 
 
 def test_session_cookie_flags(app, demo_db) -> None:  # type: ignore[no-untyped-def]
     c = TestClient(app)
     token = csrf_of(c.get("/login").text)
-    r = c.post("/login", data={"username": "admin", "password": demo_db["passwords"]["admin"], "csrf": token},
-               follow_redirects=False)
+    r = c.post(
+        "/login",
+        data={"username": "admin", "password": demo_db["passwords"]["admin"], "csrf": token},
+        follow_redirects=False,
+    )
     cookie = r.headers["set-cookie"]
     assert "kc_session=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Secure" not in cookie  # plain http here; https adds Secure
     https = TestClient(app, base_url="https://testserver")
     token = csrf_of(https.get("/login").text)
-    r = https.post("/login", data={"username": "admin", "password": demo_db["passwords"]["admin"], "csrf": token},
-                   follow_redirects=False)
+    r = https.post(
+        "/login",
+        data={"username": "admin", "password": demo_db["passwords"]["admin"], "csrf": token},
+        follow_redirects=False,
+    )
     assert "Secure" in r.headers["set-cookie"]
 
 
@@ -66,7 +74,9 @@ def test_overview_numbers_match_sql(admin: TestClient, store) -> None:  # type: 
     with store.engine.connect() as c:
         hi = c.execute(text("SELECT MAX(ts) FROM events")).scalar()
         day = hi // 86_400_000
-        n = c.execute(text("SELECT COUNT(*) FROM events WHERE type='view' AND ts / 86400000 = :d"), {"d": day}).scalar()
+        n = c.execute(
+            text("SELECT COUNT(*) FROM events WHERE type='view' AND ts / 86400000 = :d"), {"d": day}
+        ).scalar()
     assert int(m.group(1).replace(",", "")) == n
 
 
@@ -76,9 +86,11 @@ def test_creator_sees_only_own_data(creator: TestClient, store) -> None:  # type
     with store.engine.connect() as c:
         own = c.execute(text("SELECT id FROM items WHERE creator_id='c0001' LIMIT 1")).scalar()
         other = c.execute(text("SELECT id FROM items WHERE creator_id='c0002' LIMIT 1")).scalar()
-        other_room = c.execute(text(
-            "SELECT l.item_id FROM live_sessions l JOIN items i ON i.id=l.item_id WHERE i.creator_id != 'c0001'"
-        )).scalar()
+        other_room = c.execute(
+            text(
+                "SELECT l.item_id FROM live_sessions l JOIN items i ON i.id=l.item_id WHERE i.creator_id != 'c0001'"
+            )
+        ).scalar()
     assert creator.get(f"/content/{own}").status_code == 200
     assert creator.get(f"/content/{other}").status_code == 403
     assert creator.get("/creators/c0002").status_code == 403
@@ -123,15 +135,21 @@ def test_funnel_page_matches_library(admin: TestClient, store) -> None:  # type:
 
     html = admin.get("/analytics/funnel?step=view&step=click&step=purchase&mode=ordered&window=7").text
     page = [int(x) for x in re.findall(r'<td class="num users">(\d+)</td>', html)]
-    lib = [r["users"] for r in funnel_report(store.engine, ["view", "click", "purchase"], "ordered", 7, None)["steps"]]
+    lib = [
+        r["users"]
+        for r in funnel_report(store.engine, ["view", "click", "purchase"], "ordered", 7, None)["steps"]
+    ]
     assert page == lib and page[0] > page[-1] > 0
 
 
 def test_import_shows_row_errors(admin: TestClient) -> None:
     token = csrf_of(admin.get("/data").text)
     csv = "id,type,ts,user_id,item_id\ne1,view,2026-10-01T00:00:00Z,u000001,i00001\ne2,flyaway,notatime,u000001,i00001\n"
-    r = admin.post("/data/import", data={"csrf": token, "kind": "events", "dry_run": "1"},
-                   files={"file": ("bad.csv", csv.encode(), "text/csv")})
+    r = admin.post(
+        "/data/import",
+        data={"csrf": token, "kind": "events", "dry_run": "1"},
+        files={"file": ("bad.csv", csv.encode(), "text/csv")},
+    )
     assert r.status_code == 200
     assert 'id="import-errors"' in r.text and "type" in r.text and "flyaway" in r.text
 
@@ -143,8 +161,17 @@ def test_language_switch(admin: TestClient) -> None:
 
 def test_experiment_create_start_stop(admin: TestClient) -> None:
     token = csrf_of(admin.get("/experiments").text)
-    r = admin.post("/experiments", data={"csrf": token, "key": "web_test", "variants": "control,treatment",
-                                         "weights": "50,50", "decision_metric": "conversion", "guardrails": ""})
+    r = admin.post(
+        "/experiments",
+        data={
+            "csrf": token,
+            "key": "web_test",
+            "variants": "control,treatment",
+            "weights": "50,50",
+            "decision_metric": "conversion",
+            "guardrails": "",
+        },
+    )
     assert r.status_code == 200 and "web_test" in r.text, r.text[-1500:]
     r = admin.post("/experiments/web_test/start", data={"csrf": token})
     assert "running" in r.text

@@ -535,7 +535,7 @@ def retention_page(request: Request, period: str = "day") -> HTMLResponse:
                     "y": ylab,
                     "text": text,
                     "texttemplate": "%{text}",
-                    "colorscale": "Blues",
+                    "colorscale": [[0, "#eef4ff"], [1, "#1d4ed8"]],
                     "zmin": 0,
                     "hoverongaps": False,
                 }
