@@ -141,8 +141,9 @@ def test_recommend_is_fast_at_100k_items():
     als.n_users_, als.n_items_, als.fitted_ = 10, n_items, True
     als.user_factors_ = rng.standard_normal((10, f)).astype(np.float32)
     als.item_factors_ = rng.standard_normal((n_items, f)).astype(np.float32)
-    row = sp.csr_matrix((np.ones(50), (np.zeros(50, int), rng.choice(n_items, 50, replace=False))),
-                        shape=(1, n_items))
+    row = sp.csr_matrix(
+        (np.ones(50), (np.zeros(50, int), rng.choice(n_items, 50, replace=False))), shape=(1, n_items)
+    )
     times = []
     for _ in range(50):
         t = time.perf_counter()

@@ -174,7 +174,7 @@ def from_frame(
         bad = ~np.isfinite(w) | (w < 0)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"row {row}: {weight_col}={df[weight_col].iloc[row]!r} is not a weight >= 0")
+            raise ValueError(f"row {row}: {weight_col}={df[weight_col].iloc[row]} is not a weight >= 0")
     else:
         w = np.ones(len(df))
     key = pd.DataFrame({"u": u, "i": i, "w": w})
@@ -183,7 +183,7 @@ def from_frame(
         key["t"] = pd.to_numeric(df[ts_col], errors="coerce").to_numpy(np.float64)
         if key["t"].isna().any():
             row = int(np.flatnonzero(key["t"].isna())[0])
-            raise ValueError(f"row {row}: {ts_col}={df[ts_col].iloc[row]!r} is not a number")
+            raise ValueError(f"row {row}: {ts_col}={df[ts_col].iloc[row]} is not a number")
         agg["t"] = "max"
     g = key.groupby(["u", "i"], sort=True).agg(agg).reset_index()
     shape = (len(users), len(items))

@@ -102,7 +102,7 @@ class HybridRanker(Recommender):
         time_bins: int = 32,
         drop_features: tuple[str, ...] = (),
         random_state: int = 0,
-        n_jobs: int = 2,
+        n_jobs: int = 1,
     ) -> None:
         self.sources = sources
         self.n_candidates = n_candidates

@@ -78,7 +78,7 @@ class NextPurchaseModel:
         learning_rate: float = 0.05,
         num_leaves: int = 15,
         random_state: int = 0,
-        n_jobs: int = 2,
+        n_jobs: int = 1,
     ) -> None:
         self.label_days = label_days
         self.n_estimators = n_estimators
