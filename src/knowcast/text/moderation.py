@@ -182,6 +182,44 @@ def _pyraw_table() -> list[int | str | None]:
     return table
 
 
+@lru_cache(maxsize=1)
+def _syllable_units() -> dict[int, str]:
+    """Han character → one unit (chr(0x100 + syllable number)) for its toneless pinyin."""
+    py = pinyin_table()
+    ids = {syl: i for i, syl in enumerate(sorted(set(py.values())))}
+    return {cp: chr(0x100 + ids[syl]) for cp, syl in py.items()}
+
+
+@lru_cache(maxsize=1)
+def _syllable_table() -> list[int | str | None]:
+    """Code point → its skeleton characters with Han characters as syllable units (letters, digits kept)."""
+    units = _syllable_units()
+    table: list[int | str | None] = [None] * _MAX_CP
+    for cp, sk in enumerate(_skel_table()):
+        if sk is not None:
+            table[cp] = "".join(units.get(ord(c), c) for c in sk)  # type: ignore[union-attr]
+    return table
+
+
+_URL_TLDS = ("com", "cn", "net", "org", "top", "xyz", "cc", "io", "me", "vip", "info", "tv", "co", "app",
+             "site", "club", "live", "shop")  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _contact_gate_keys() -> tuple[str, ...]:
+    """Skeleton strings whose presence sends a comment to the contact checks: every pair of digit-like
+    characters (a phone number, id or digit run has 7+ in a row in the skeleton) and the link cues of
+    ``_URL_PRE`` (``http``, ``www``, top-level domains; the dot itself is not in the skeleton)."""
+    chars = "0123456789零〇一二三四五六七八九幺壹贰两叁肆伍陆柒捌玖洞拐勾"
+    digits = sorted({skeleton(c) for c in chars} - {""})
+    return tuple(a + b for a in digits for b in digits) + ("http", "www", *_URL_TLDS)
+
+
+_GATE = ("", "", "pass", "gate")  # automaton payload of a gate key
+_CACHE_MAX_CHARS = 512
+_LATIN_RE = re.compile("[a-z]")
+
+
 _DIGIT_CHARS = "0-9０-９零〇一二三四五六七八九幺壹贰两叁肆伍陆柒捌玖洞拐勾"
 _DIGIT_PRE = re.compile(rf"(?:[{_DIGIT_CHARS}][^0-9a-zA-Z{_HAN}]{{0,3}}){{5}}")
 _URL_PRE = re.compile(
@@ -370,12 +408,19 @@ class Moderator:
     min_pinyin_chars: int = 3
     min_pinyin_letters: int = 8
     url_action: Action = "review"
+    cache_size: int = 65536
     n_words: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.url_action not in _ACTION_RANK:
             raise ValueError(f"url_action must be pass/review/block, got {self.url_action!r}")
+        if self.cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {self.cache_size}")
         self._build()
+        # A verdict depends on the text alone (the moderator's lists are fixed once built), and live chat
+        # repeats itself (raids, "666", copy-pasted questions): an LRU cache keyed by the raw text makes a
+        # repeat cost one dict lookup. Texts longer than _CACHE_MAX_CHARS are judged afresh (memory bound).
+        self._cached = lru_cache(maxsize=self.cache_size)(self._moderate) if self.cache_size else None
 
     # ---------------------------------------------------------------- building
     def _build(self) -> None:
@@ -423,9 +468,18 @@ class Moderator:
                     entries[key] = ("ads", "review", "contact cue")  # a cue alone is review; cue + id blocks
         for key, (cat, action, how) in entries.items():
             automaton.add_word(_encode_key(key), (key, cat, action, how))
+        n_gates = 0
+        if self.contacts:
+            # Gate keys ride along in the same pass: two digit-like characters in a row (every phone number,
+            # id or digit run has them) and link cues (http, www, top-level domains). They are not verdicts,
+            # only "look closer" signals, so a clean comment without them skips the contact regexes.
+            for key in _contact_gate_keys():
+                if key not in entries:
+                    automaton.add_word(_encode_key(key), _GATE)
+                    n_gates += 1
         self._enc = _enc_table()
         self.n_words = len(entries)
-        if entries:
+        if entries or n_gates:
             automaton.make_automaton()
             self._auto: ahocorasick.Automaton | None = automaton
         else:
@@ -456,6 +510,7 @@ class Moderator:
 
         # Pinyin automaton over lexicon words of >= min_pinyin_chars Han characters.
         self._py_auto: ahocorasick.Automaton | None = None
+        self._syl_auto = None
         if self.pinyin and entries:
             table = pinyin_table()
             self._py_table = table
@@ -477,33 +532,69 @@ class Moderator:
             if n:
                 py.make_automaton()
                 self._py_auto = py
+            # The same keys as syllable units (one unit per Han character): texts without Latin letters
+            # can only hold a homophone, and for them this shorter string is the gate (see moderate()).
+            syl_map = _syllable_units()
+            self._syl = _syllable_table()
+            sy = ahocorasick.Automaton()
+            m = 0
+            for key, (cat, _action, how) in entries.items():
+                if how == "contact cue":
+                    continue
+                n_han = sum(1 for c in key if ord(c) in table)
+                if n_han < self.min_pinyin_chars + (1 if cat == "other" else 0):
+                    continue
+                pk = key.translate(table)
+                if len(pk) >= self.min_pinyin_letters and pk.isascii():
+                    sy.add_word(key.translate(syl_map), key)
+                    m += 1
+            self._syl_auto: ahocorasick.Automaton | None = None
+            if m:
+                sy.make_automaton()
+                self._syl_auto = sy
 
     # ---------------------------------------------------------------- judging
     def moderate(self, text: str | bytes) -> Verdict:
         """Judge one comment; never raises on odd text (empty, huge, emoji-only, invalid UTF-8)."""
-        raw = to_text(text)
+        raw = text if type(text) is str else to_text(text)
         if not raw:
             return PASS
-        if max(raw) >= "\U00030000":
-            raw = _HIGH_PLANE_RE.sub("", raw)  # outside the tables (tag characters etc.)
+        if self._cached is not None and len(raw) <= _CACHE_MAX_CHARS:
+            return self._cached(raw)
+        return self._moderate(raw)
+
+    def cache_clear(self) -> None:
+        """Forget cached verdicts (benchmarks measure a cold cache; nothing else needs it)."""
+        if self._cached is not None:
+            self._cached.cache_clear()
+
+    def _moderate(self, raw: str) -> Verdict:
+        # Characters beyond the tables (plane 3+: tag characters, CJK extension G) are dropped; the UTF-16
+        # length tells cheaply whether any astral character is there at all.
+        if len(raw.encode("utf-16-le", "surrogatepass")) != 2 * len(raw) and max(raw) >= "\U00030000":
+            raw = _HIGH_PLANE_RE.sub("", raw)
         enc = raw.translate(self._enc)
         if not enc:
             return PASS
         hits: list[_Hit] | None = None
+        gate = False
         if self._auto is not None:
-            for end, (key, cat, action, how) in self._auto.iter(enc):
+            for end, val in self._auto.iter(enc):
+                if val is _GATE:
+                    gate = True
+                    continue
                 if hits is None:
                     hits = []
+                key, cat, action, how = val
                 e = (end + 1) // 2
                 hits.append(_Hit(e - len(key), e, key, cat, action, how))
         if hits is None:
-            # Fast exit for the common clean comment: no pinyin key, no digits run, no link.
-            py_any = self._py_auto is not None and next(self._py_auto.iter(raw.translate(self._pyraw)), None)
-            if not py_any and not (self.contacts and (_DIGIT_PRE.search(raw) or _URL_PRE.search(raw))):
+            # Fast exit for the common clean comment: no homophone/pinyin key, no digits, no link.
+            if not (gate and (_DIGIT_PRE.search(raw) or _URL_PRE.search(raw))) and not self._pinyin_gate(raw):
                 return PASS
         sk = raw.translate(_skel_table())
         if hits is not None:
-            hits = self._filter(sk, hits)
+            hits = self._filter(sk, hits, enc)
         best = _best(hits)
         if best is not None and best.action == "block" and best.how != "contact cue":
             return self._verdict(raw, sk, best)
@@ -519,10 +610,21 @@ class Moderator:
             return PASS
         return self._verdict(raw, sk, best)
 
+    def _pinyin_gate(self, raw: str) -> bool:
+        """Could the text hold a lexicon word spelled in pinyin or homophones? Texts with Latin letters are
+        read as toneless pinyin (the letters may be pinyin); texts without are read as syllable units, one
+        per Han character (shorter, so cheaper). A False here is final; a True runs :meth:`_pinyin_hit`."""
+        if self._py_auto is None:
+            return False
+        syl = raw.translate(self._syl)
+        if _LATIN_RE.search(syl) is None:
+            return self._syl_auto is not None and next(self._syl_auto.iter(syl), None) is not None
+        return next(self._py_auto.iter(raw.translate(self._pyraw)), None) is not None
+
     def moderate_many(self, texts: Iterable[str | bytes]) -> list[Verdict]:
         return [self.moderate(t) for t in texts]
 
-    def _filter(self, sk: str, hits: list[_Hit]) -> list[_Hit]:
+    def _filter(self, sk: str, hits: list[_Hit], enc: str | None = None) -> list[_Hit]:
         """Drop hits covered by allow words, straddling word boundaries, or ASCII words glued to letters."""
         allow_spans: list[tuple[int, int, bool]] | None = None
         kept: list[_Hit] = []
@@ -541,7 +643,7 @@ class Moderator:
             if allow_spans is None:
                 allow_spans = []
                 if self._allow is not None:
-                    for end, (key, explicit) in self._allow.iter(_encode_key(sk)):
+                    for end, (key, explicit) in self._allow.iter(enc if enc is not None else _encode_key(sk)):
                         e = (end + 1) // 2
                         allow_spans.append((e - len(key), e, explicit))
             covered = False
