@@ -152,7 +152,9 @@ def test_analyze_comments_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
         str(df["is_question"][0]) == "True" and df["moderation"][1] == "block" and df["category"][1] == "ads"
     )
     assert df["matched"][1] == "13812345678" and int(df["span_start"][1]) == 3
-    assert df["sentiment"][2] == "positive" and df["keywords"][0]
+    assert set(df["sentiment"]) <= {"positive", "neutral", "negative"} and df["keywords"][0]
+    assert df["sentiment_score"].astype(float).between(-1, 1).all()
+    assert float(df["sentiment_score"][2]) > float(df["sentiment_score"][1])  # praise above an ad
     missing = runner.invoke(
         _app(), ["analyze", "comments", str(src), "--text-column", "nope", "--out", str(out)]
     )
