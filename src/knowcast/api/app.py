@@ -97,6 +97,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         if store is None:
             app.state.store = Store(settings.database_url).migrate()
         yield
+        live = getattr(app.state, "live_service", None)
+        if live is not None:
+            await live.close()
         if store is None:
             app.state.store.dispose()
 
