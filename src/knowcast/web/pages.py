@@ -248,6 +248,7 @@ def item_page(request: Request, item_id: str) -> HTMLResponse:
         ["step", "users"],
         list(zip(names, vals, strict=True)),
         height=260,
+        margin={"l": 150, "r": 20, "t": 20, "b": 30},
     )
     charts = [funnel]
     f = it["features"] or {}

@@ -464,6 +464,7 @@ def funnel_page(request: Request) -> HTMLResponse:
                 for r in result["steps"]
             ],
             height=300 + 30 * len(steps),
+            margin={"l": 130, "r": 20, "t": 20, "b": 30},
         )
     return render(
         request,
