@@ -288,6 +288,7 @@ class RankingPolicy:
                     "reason_code": "followed_creator_new",
                 }
         watched = np.asarray(list(user.watched)[-50:], dtype=np.int64)
+        watched = watched[watched != item]  # "because you watched X" never explains X itself
         if len(watched):
             sims = (similarity or catalog.similarity)(item, watched)
             if len(sims) and np.max(sims) > self.explain_threshold:
