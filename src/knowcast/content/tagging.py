@@ -129,6 +129,9 @@ class KeywordExtractor:
         x.data[~self.keyword_mask_[x.indices]] = 0.0
         out: list[list[tuple[str, float]]] = []
         for i in range(x.shape[0]):
+            if any(t not in self.vocabulary_ for t in toks[i]):
+                out.append(self._tfidf_one(toks[i]))  # words the catalog never had (a new transcript)
+                continue
             lo, hi = x.indptr[i], x.indptr[i + 1]
             data, idx = x.data[lo:hi], x.indices[lo:hi]
             if len(data) == 0:
@@ -139,6 +142,22 @@ class KeywordExtractor:
             top = top[np.lexsort((idx[top], -data[top]))]
             out.append([(str(self.terms_[idx[j]]), round(float(data[j]), 4)) for j in top if data[j] > 0])
         return out
+
+    def _tfidf_one(self, toks: list[str]) -> list[tuple[str, float]]:
+        """TF-IDF of one document whose tokens are not all in the catalog vocabulary: an unseen token is
+        rarer than any seen one, so it gets the largest learnt IDF (the vectorizer would drop it)."""
+        counts: dict[str, int] = {}
+        for t in toks:
+            counts[t] = counts.get(t, 0) + 1
+        w = {}
+        for t, c in counts.items():
+            j = self.vocabulary_.get(t)
+            w[t] = (1.0 + np.log(c)) * (self.idf_[j] if j is not None else self.max_idf_)
+        norm = float(np.sqrt(sum(v * v for v in w.values()))) or 1.0
+        scored = sorted(
+            ((t, v / norm) for t, v in w.items() if is_keyword_token(t)), key=lambda p: (-p[1], p[0])
+        )
+        return [(t, round(float(v), 4)) for t, v in scored[: self.top_k]]
 
     def _textrank_one(self, toks: list[str]) -> list[tuple[str, float]]:
         scores = textrank(toks)
