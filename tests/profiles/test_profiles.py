@@ -166,3 +166,22 @@ def test_next_tag_hit_rate_beats_popularity_on_structured_users():
     ev = ev[ev.type != "impression"]
     res = next_tag_hit_rate(ev, ItemFeatures.from_tags(range(6), TAGS), dict(enumerate(TAGS)), k=1, n_next=5)
     assert res["profile"] > res["popularity"] + 0.2
+
+
+def test_next_tag_predictor_personal_and_coverage():
+    from knowcast.profiles.evaluate import NextTagPredictor, tune_next_tag
+
+    # items 0-2 carry both a and b (so b adds nothing once a is chosen); item 3 carries c, item 4 d
+    items = ItemFeatures.from_tags(range(5), [["a", "b"], ["a", "b"], ["a", "b"], ["c"], ["d"]])
+    rows = [("u1", i, t) for t, i in enumerate([0, 1, 2, 0, 1, 3, 4, 3])]
+    rows += [("u2", 4, t) for t in range(8)]
+    ev = pd.DataFrame(rows, columns=["user_id", "item_id", "ts"]).assign(type="view", watch_ratio=1.0)
+    ev["ts"] = ev["ts"] * DAY
+    pred = NextTagPredictor(k=2, beta=0.0, half_life_days=None).fit(ev, items).predict(["u1", "u2", "new"])
+    assert pred["u1"][0] == "a" and pred["u1"][1] in {"c", "d"}  # not "b": it covers nothing new
+    assert pred["u2"][0] == "d"
+    assert pred["new"][0] == "a"  # an unknown user gets the popularity-coverage set
+    params, val = tune_next_tag(pd.concat([ev, ev.assign(ts=ev["ts"] + 9 * DAY)]), items,
+                                {0: ["a", "b"], 1: ["a", "b"], 2: ["a", "b"], 3: ["c"], 4: ["d"]},
+                                k=2, n_next=2, min_history=2)
+    assert 0.0 <= val <= 1.0 and set(params) == {"half_life_days", "use_strength", "beta"}
