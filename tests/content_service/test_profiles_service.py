@@ -41,7 +41,8 @@ def test_build_update_on_read_and_segments(store, api) -> None:  # type: ignore[
     assert all("users" in s["description"] and s["name"] for s in clusters)
     one = client.get(f"/v1/segments/{clusters[0]['segment_id']}").json()
     assert one["profile"]["members_profiled"] == clusters[0]["size"]
-    assert one["profile"]["top_interests"] and "mean" in one["profile"]["spend"] and one["profile"]["channels"]
+    prof = one["profile"]
+    assert prof["top_interests"] and "mean" in prof["spend"] and prof["channels"]
     mem = client.get(f"/v1/segments/{clusters[0]['segment_id']}/members?limit=5").json()
     assert len(mem["members"]) == min(5, clusters[0]["size"])
     assert client.get("/v1/segments/nope").status_code == 404
