@@ -23,7 +23,7 @@ install-test: $(VENV)/.installed-test
 # if this cannot run (no root, no network).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
-	  (apt-get update -qq && apt-get install -y -qq chromium fonts-noto-cjk >/dev/null) \
+	  (apt-get update -qq && apt-get install -y -qq chromium fonts-noto-cjk fonts-noto-color-emoji >/dev/null) \
 	  || echo "note: could not install chromium; browser tests will be skipped"; }
 
 run: install

@@ -302,17 +302,19 @@ def bootstrap_admin(store) -> None:  # type: ignore[no-untyped-def]
     from knowcast.store.models import ApiKey
 
     with store.sessions() as s:
-        if (s.scalar(select(func.count()).select_from(ApiKey)) or 0) > 0:
-            return
-        _, secret = create_api_key(s, "bootstrap admin", ["admin"])
-        s.commit()
-    path = Path("knowcast-admin-key.txt")
-    path.write_text(secret + "\n")
-    path.chmod(0o600)
-    err.print(
-        f"created an admin API key; it is in {path} (readable only by you). Revoke it with "
-        "'knowcast keys revoke' once you have your own."
-    )
+        has_keys = (s.scalar(select(func.count()).select_from(ApiKey)) or 0) > 0
+        if not has_keys:
+            _, secret = create_api_key(s, "bootstrap admin", ["admin"])
+            s.commit()
+    if not has_keys:
+        path = Path("knowcast-admin-key.txt")
+        path.write_text(secret + "\n")
+        path.chmod(0o600)
+        err.print(
+            f"created an admin API key; it is in {path} (readable only by you). Revoke it with "
+            "'knowcast keys revoke' once you have your own."
+        )
+    # Dashboard accounts are created once (bootstrap_accounts does nothing when any exist).
     web = _optional("knowcast.web.accounts")
     if web is not None and hasattr(web, "bootstrap_accounts"):
         web.bootstrap_accounts(store)
