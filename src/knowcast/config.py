@@ -7,6 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
 def _int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -36,6 +46,11 @@ class Settings:
     pseudonym_key: str | None = field(
         default_factory=lambda: os.environ.get("KNOWCAST_PSEUDONYM_KEY") or None
     )
+    #: Requests per second each API key (or client IP without a key) may make on average; 0 turns the
+    #: limit off. Generous by default: it stops floods, not the test suite or the benchmarks.
+    rate_limit: float = field(default_factory=lambda: _float("KNOWCAST_RATE_LIMIT", 1000.0))
+    #: How many requests a key may make in one burst before the average rate applies.
+    rate_burst: int = field(default_factory=lambda: _int("KNOWCAST_RATE_BURST", 2000))
     #: Events whose timestamp is further than this in the future are rejected.
     max_future_skew_ms: int = 24 * 3600 * 1000
 

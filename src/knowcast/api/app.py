@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import knowcast
+from knowcast.api.ratelimit import RateLimiter, RateLimitMiddleware
 from knowcast.config import Settings, get_settings
 from knowcast.store import Store
 
@@ -91,6 +92,7 @@ class _TooLarge(Exception):
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     settings = settings or get_settings()
+    limiter = RateLimiter.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -100,6 +102,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         live = getattr(app.state, "live_service", None)
         if live is not None:
             await live.close()
+        if limiter is not None:
+            await limiter.aclose()
         if store is None:
             app.state.store.dispose()
 
@@ -157,4 +161,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             return HTMLResponse("<h1>knowcast</h1><p>API docs at <a href='/docs'>/docs</a>.</p>")
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.state.rate_limiter = limiter
+    if limiter is not None:  # outermost: a flood is refused before anything else runs
+        app.add_middleware(RateLimitMiddleware, limiter=limiter)
     return app

@@ -72,13 +72,22 @@ def get_principal(
 
 
 def require_scope(scope: str) -> Callable[..., Principal]:
-    """Dependency factory: 403 unless the caller's key has ``scope`` (or admin)."""
+    """Dependency factory: 403 unless the caller's key has ``scope`` (or admin).
+
+    A creator's dashboard session is refused on every API route: the /v1 API answers for the whole catalog,
+    and a creator may only see their own items, rooms and revenue, which the dashboard pages filter for them.
+    """
 
     def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if principal.creator_id is not None:
+            raise HTTPException(
+                403, "creator accounts see their own data in the dashboard; the /v1 API needs an API key"
+            )
         if not principal.allows(scope):
             raise HTTPException(403, f"this API key lacks the '{scope}' scope")
         return principal
 
+    check.required_scope = scope  # type: ignore[attr-defined]  # read by the authorization-matrix tests
     return check
 
 
