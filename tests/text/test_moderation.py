@@ -166,3 +166,39 @@ def test_flood_rate_and_self_repeat():
     assert acts[3] == "review" and "comments" in g.check("又一条", "u1", 1).reason
     assert self_repetition("抵制触手平台，从我做起！" * 8) >= 8
     assert FloodGuard().check("抵制触手平台，从我做起！" * 8, "u9", 0).action == "review"
+
+
+@needs_lexicon
+def test_verdict_cache_returns_the_uncached_verdict(mod):
+    texts = ["加V 一三八一二三四五六七八", "fa lun gong", "共和国万岁", "主播讲得真好", "v❤x", "傻\u200b逼",
+             "点击 www.example.com 领取", "法仑功", "a" * 600]  # fmt: skip
+    for t in texts:
+        fresh = mod._moderate(t)
+        assert mod.moderate(t) == fresh  # first call fills the cache
+        assert mod.moderate(t) == fresh  # second call reads it
+    mod.cache_clear()
+    nocache = Moderator(cache_size=0, block_words=["割韭菜"], allow_words=["冰毒检测"])
+    assert [nocache.moderate(t) for t in texts] == [mod.moderate(t) for t in texts]
+    with pytest.raises(ValueError, match="cache_size"):
+        Moderator(use_lexicon=False, cache_size=-1)
+
+
+@needs_lexicon
+@pytest.mark.parametrize(
+    "text", ["电话 1 3 8 1 2 3 4 5 6 7 8", "看 abc.top 网站", "https://x.cn/a", "幺三八幺二三四五六七八"]
+)
+def test_contact_gate_does_not_hide_contacts(mod, text):
+    # the digit-pair / link-cue gate sits in the lexicon pass; these must still reach the contact checks
+    assert mod.moderate(text).category == "ads"
+
+
+def test_flood_features_match_the_definitions():
+    import re
+
+    for t in ["打倒恶俗！打倒恶俗！打倒恶俗！打倒恶俗！nddm", "哈哈", "lbwnb lbwnb lbwnb lbwnb lbwnb", ""]:
+        sk = skeleton(t)
+        han = re.sub(r"[^\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]", "", sk)
+        assert flood_key(t) == (han[:40] if len(han) >= 4 else sk[:40])
+        m = re.search(r"(.{4,40}?)\1+", sk) if len(sk) >= 8 else None
+        assert self_repetition(t) == (len(m.group(0)) // len(m.group(1)) if m else 1)
+    assert self_repetition("abcabcabcabc", min_unit=3) == 4

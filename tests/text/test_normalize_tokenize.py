@@ -95,3 +95,18 @@ def test_tokenize_bad_and_empty_input():
     assert tokenize(b"\xff\xfe") == []
     assert tokenize("[emot:dy105]哈哈哈哈哈哈") == ["哈哈哈"]
     assert len(tokenize("课程" * 5000)) >= 1
+
+
+def test_add_words_clears_the_token_caches():
+    from knowcast.text.tokenize import add_words
+
+    text = "小鹅通深潜训练营开课"
+    before = tokenize(text, stopwords=False)
+    assert tokenize(text, stopwords=False) == before  # cached, same answer
+    add_words(["小鹅通深潜训练营"])
+    assert "小鹅通深潜训练营" in tokenize(text, stopwords=False)
+
+
+def test_repeated_runs_tokenize_like_single_runs():
+    once = tokenize("打倒邪恶势力", stopwords=False)
+    assert tokenize("打倒邪恶势力！打倒邪恶势力！", stopwords=False) == once + once

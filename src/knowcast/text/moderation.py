@@ -232,7 +232,12 @@ _HIGH_PLANE_RE = re.compile("[\U00030000-\U0010ffff]")
 
 def skeleton(text: str) -> str:
     """Folded text with every non letter/digit/Han character removed (the form all matching runs on)."""
-    return _NON_SKELETON.sub("", fold(text))
+    # One C pass over a per-code-point table (same result as dropping non-skeleton characters from
+    # fold(text)); code points beyond the table pass through translate unchanged, so drop them after.
+    sk = text.translate(_skel_table())
+    if len(sk.encode("utf-16-le", "surrogatepass")) != 2 * len(sk):
+        sk = _HIGH_PLANE_RE.sub("", sk)
+    return sk
 
 
 def _digit_run(raw: str) -> str | None:
@@ -780,20 +785,41 @@ def flood_key(text: str) -> str:
     """A near-duplicate key: the Han characters of the skeleton (raid bots append random letters or
     punctuation to dodge exact-duplicate filters: "打倒恶俗！...nddmdm"), or the skeleton when it has few Han
     characters."""
-    sk = skeleton(text)
-    han = re.sub(rf"[^{_HAN}]", "", sk)
-    return han[:40] if len(han) >= 4 else sk[:40]
+    return _flood_features(to_text(text))[0]
 
 
 def self_repetition(text: str, min_unit: int = 4) -> int:
     """How many times the most repeated phrase (>= ``min_unit`` chars) occurs back to back in one comment."""
-    sk = skeleton(text)
+    if min_unit == 4:
+        return _flood_features(to_text(text))[1]
+    return _self_repetition(skeleton(text), min_unit)
+
+
+@lru_cache(maxsize=8)
+def _repeat_unit_re(min_unit: int) -> re.Pattern[str]:
+    return re.compile(r"(.{%d,40}?)\1+" % min_unit, re.S)  # noqa: UP031
+
+
+def _self_repetition(sk: str, min_unit: int) -> int:
     if len(sk) < 2 * min_unit:
         return 1
-    m = re.search(r"(.{%d,40}?)\1+" % min_unit, sk)  # noqa: UP031
+    m = _repeat_unit_re(min_unit).search(sk)
     if not m:
         return 1
     return len(m.group(0)) // len(m.group(1))
+
+
+_NON_HAN_RE = re.compile(rf"[^{_HAN}]+")
+
+
+@lru_cache(maxsize=65536)
+def _flood_features(raw: str) -> tuple[str, int]:
+    """(near-duplicate key, self-repetition) of one raw comment, cached by the text: both depend on the text
+    alone, and a raid repeats the same text hundreds of times."""
+    sk = skeleton(raw)
+    han = _NON_HAN_RE.sub("", sk)
+    key = han[:40] if len(han) >= 4 else sk[:40]
+    return key, _self_repetition(sk, 4)
 
 
 @dataclass
@@ -821,7 +847,7 @@ class FloodGuard:
         """Record one comment and say whether it floods; ``user_id`` may be None (anonymous)."""
         raw = to_text(text)
         self._expire(ts)
-        key = flood_key(raw)
+        key, rep = _flood_features(raw) if len(raw) <= _CACHE_MAX_CHARS else _flood_features.__wrapped__(raw)
         user = user_id if user_id is not None else "?"
         verdict = PASS
         if key:
@@ -839,7 +865,6 @@ class FloodGuard:
                 "review", "flood", None, None, f"{n} comments in {self.window_s:g}s by this user"
             )
         if not verdict.flagged:
-            rep = self_repetition(raw)
             if rep >= self.max_self_repeat:
                 verdict = Verdict("review", "flood", None, None, f"one phrase pasted {rep}× in a comment")
         self._events.append((ts, key, user))

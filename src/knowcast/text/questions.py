@@ -8,16 +8,18 @@ counts too, but a pure reaction ("???", "啊？") does not.
 host can answer the question 200 people asked. Each question becomes a set of characters and character bigrams
 (after normalising and removing question particles and function characters); a new question joins
 the cluster whose representative has Jaccard similarity ≥ ``threshold``, found through an inverted
-index from bigram to clusters (exact Jaccard on
-the few candidates that share a bigram, which at live-room sizes is cheaper and more accurate than MinHash).
+index from n-gram to clusters with prefix filtering (exact Jaccard on the few candidates that share an
+indexed n-gram, which at live-room sizes is cheaper and more accurate than MinHash).
 Counts are kept per time window, so "top questions now" fades as the room moves on.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from knowcast.text.normalize import normalize
 
@@ -62,6 +64,11 @@ def question_key(text: str) -> str:
     return _PARTICLES_RE.sub("", normalize(text, emoji="remove", max_repeat=1))
 
 
+def _gram_order(g: str) -> tuple[bool, str]:
+    return (len(g) == 1, g)
+
+
+@lru_cache(maxsize=32768)
 def shingles(text: str) -> frozenset[str]:
     """Characters and character bigrams of :func:`question_key` (word order matters little in short
     questions: 有回放吗 / 回放有吗)."""
@@ -95,25 +102,38 @@ class QuestionClusterer:
         self._index: dict[str, set[int]] = {}
         self._next = 0
 
+    def _prefix(self, grams: frozenset[str]) -> list[str]:
+        """The grams a set is indexed and looked up by (prefix filtering): in a fixed global order (bigrams
+        before single characters, then by text), the first ``|A| - ceil(t·|A|) + 1``. Two sets with Jaccard
+        ≥ t always share one of these, so looking up only the prefix finds every cluster that can match,
+        while common single characters (多, 么) stay out of most lookups."""
+        order = sorted(grams, key=_gram_order)
+        return order[: len(order) - math.ceil(self.threshold * len(order) - 1e-9) + 1]
+
     def add(self, text: str, ts: float) -> int | None:
         """Add one question; returns its cluster id (None when nothing meaningful is left)."""
         grams = shingles(text)
         if not grams:
             return None
+        prefix = self._prefix(grams)
         best, best_sim = None, 0.0
         cands: set[int] = set()
-        for g in grams:
-            cands |= self._index.get(g, set())
-        for cid in cands:
+        for g in prefix:
+            posting = self._index.get(g)
+            if posting:
+                cands |= posting
+        n = len(grams)
+        for cid in sorted(cands):
             c = self._clusters[cid]
             inter = len(grams & c.grams)
-            sim = inter / (len(grams) + len(c.grams) - inter)
+            sim = inter / (n + len(c.grams) - inter)
             if sim > best_sim:
                 best, best_sim = c, sim
+        key = normalize(text)
         if best is None or best_sim < self.threshold:
-            best = _Cluster(self._next, normalize(text), grams)
+            best = _Cluster(self._next, key, grams)
             self._clusters[best.cid] = best
-            for g in grams:
+            for g in prefix:
                 self._index.setdefault(g, set()).add(best.cid)
             self._next += 1
             if len(self._clusters) > self.max_clusters:
@@ -121,7 +141,6 @@ class QuestionClusterer:
         best.times.append(ts)
         best.total += 1
         best.last_ts = ts
-        key = normalize(text)
         best.variants[key] = best.variants.get(key, 0) + 1
         # the most asked wording represents the cluster
         if best.variants[key] > best.variants.get(best.text, 0):
@@ -130,7 +149,7 @@ class QuestionClusterer:
 
     def _evict(self) -> None:
         oldest = min(self._clusters.values(), key=lambda c: (len(c.times), c.last_ts))
-        for g in oldest.grams:
+        for g in self._prefix(oldest.grams):
             s = self._index.get(g)
             if s is not None:
                 s.discard(oldest.cid)

@@ -87,6 +87,8 @@ def add_words(words: Iterable[str]) -> None:
         w = normalize(w)
         if w:
             tk.add_word(w, freq=2000)
+    _cut.cache_clear()
+    _tokens.cache_clear()
 
 
 @lru_cache(maxsize=1)
@@ -148,7 +150,6 @@ def tokenize(
 def _tokens(s: str, keep_numbers: bool) -> tuple[str, ...]:
     """Tokens of normalised text, stop words kept (cached: live chat repeats itself a lot)."""
     out: list[str] = []
-    cut = None
     for m in TOKEN_RE.finditer(s):
         tag = m.group(1) or m.group(2)
         if tag:
@@ -161,9 +162,7 @@ def _tokens(s: str, keep_numbers: bool) -> tuple[str, ...]:
             if len(han) == 1:
                 out.append(han)
             else:
-                if cut is None:
-                    cut = _jieba().cut
-                out.extend(w for w in cut(han, HMM=True) if w.strip())
+                out.extend(_cut(han))
             continue
         word = m.group(4)
         if word:
@@ -172,6 +171,15 @@ def _tokens(s: str, keep_numbers: bool) -> tuple[str, ...]:
         if keep_numbers and m.group(5):
             out.append(m.group(5))
     return tuple(out)
+
+
+@lru_cache(maxsize=131072)
+def _cut(han: str) -> tuple[str, ...]:
+    """jieba's words of one Chinese run, cached by the run: live chat repeats phrases inside a comment (raid
+    spam pastes one slogan ten times) and across comments that differ only in punctuation or appended
+    letters, so most runs are cut once. jieba is deterministic for a fixed dictionary; :func:`add_words`
+    clears this cache."""
+    return tuple(w for w in _jieba().cut(han, HMM=True) if w.strip())
 
 
 def remove_stopwords(tokens: list[str], stopwords: Collection[str] | None = None) -> list[str]:
