@@ -217,7 +217,7 @@ def _contact_gate_keys() -> tuple[str, ...]:
 
 _GATE = ("", "", "pass", "gate")  # automaton payload of a gate key
 _CACHE_MAX_CHARS = 512
-_LATIN_RE = re.compile("[a-z]")
+_ENC_LATIN_RE = re.compile("\u0100[a-z]")  # a Latin letter in the two-unit encoding
 
 
 _DIGIT_CHARS = "0-9０-９零〇一二三四五六七八九幺壹贰两叁肆伍陆柒捌玖洞拐勾"
@@ -595,7 +595,9 @@ class Moderator:
                 hits.append(_Hit(e - len(key), e, key, cat, action, how))
         if hits is None:
             # Fast exit for the common clean comment: no homophone/pinyin key, no digits, no link.
-            if not (gate and (_DIGIT_PRE.search(raw) or _URL_PRE.search(raw))) and not self._pinyin_gate(raw):
+            if not (gate and (_DIGIT_PRE.search(raw) or _URL_PRE.search(raw))) and not self._pinyin_gate(
+                raw, enc
+            ):
                 return PASS
         sk = raw.translate(_skel_table())
         if hits is not None:
@@ -615,15 +617,18 @@ class Moderator:
             return PASS
         return self._verdict(raw, sk, best)
 
-    def _pinyin_gate(self, raw: str) -> bool:
-        """Could the text hold a lexicon word spelled in pinyin or homophones? Texts with Latin letters are
-        read as toneless pinyin (the letters may be pinyin); texts without are read as syllable units, one
-        per Han character (shorter, so cheaper). A False here is final; a True runs :meth:`_pinyin_hit`."""
+    def _pinyin_gate(self, raw: str, enc: str) -> bool:
+        """Could the text hold a lexicon word spelled in pinyin or homophones? Texts with Latin letters (seen
+        in the encoded skeleton) are read as toneless pinyin, since the letters may be pinyin; texts without
+        are read as syllable units, one per Han character (shorter, so cheaper). A False here is final; a
+        True runs :meth:`_pinyin_hit`."""
         if self._py_auto is None:
             return False
-        syl = raw.translate(self._syl)
-        if _LATIN_RE.search(syl) is None:
-            return self._syl_auto is not None and next(self._syl_auto.iter(syl), None) is not None
+        if _ENC_LATIN_RE.search(enc) is None:
+            return (
+                self._syl_auto is not None
+                and next(self._syl_auto.iter(raw.translate(self._syl)), None) is not None
+            )
         return next(self._py_auto.iter(raw.translate(self._pyraw)), None) is not None
 
     def moderate_many(self, texts: Iterable[str | bytes]) -> list[Verdict]:
