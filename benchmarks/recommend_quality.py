@@ -234,9 +234,15 @@ def run_speed(args: argparse.Namespace, log: Any) -> list[str]:
 
     rng = np.random.default_rng(args.seed)
     n_users, n_items = 50_000, 20_000
-    pop = rng.zipf(1.3, size=args.speed_nnz) % n_items
-    users = rng.integers(0, n_users, args.speed_nnz)
-    x = sp.csr_matrix((np.ones(args.speed_nnz, np.float32), (users, pop)), shape=(n_users, n_items))
+    # popularity-skewed (user, item) pairs, topped up until there are --speed-nnz distinct ones
+    keys = np.empty(0, dtype=np.int64)
+    while len(keys) < args.speed_nnz:
+        m = int((args.speed_nnz - len(keys)) * 1.3) + 1000
+        items = (rng.zipf(1.2, size=m) - 1) % n_items
+        keys = np.unique(np.concatenate([keys, rng.integers(0, n_users, m) * n_items + items]))
+    keys = rng.permutation(keys)[: args.speed_nnz]
+    users, pop = keys // n_items, keys % n_items
+    x = sp.csr_matrix((np.ones(len(keys), np.float32), (users, pop)), shape=(n_users, n_items))
     x.data[:] = 1.0
     t0 = time.perf_counter()
     A.ImplicitALS(factors=64, iterations=15, num_threads=2).fit(x)
