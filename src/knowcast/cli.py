@@ -402,6 +402,17 @@ for _name, _help in (
         app.add_typer(_mod.app, name=_name, help=_help)
 
 
+# The issue-level names: `knowcast train` and `knowcast evaluate` are the recommend area's commands.
+_rec = _optional("knowcast.cli_recommend")
+if _rec is not None:
+    for _cmd in ("train", "evaluate"):
+        _info = next((c for c in _rec.app.registered_commands if c.name == _cmd), None)
+        if _info is not None:
+            app.command(_cmd, help=_info.help or (_info.callback.__doc__ if _info.callback else None))(
+                _info.callback
+            )
+
+
 def main() -> None:  # pragma: no cover
     try:
         app()
