@@ -180,3 +180,28 @@ def test_batch_frame():
     assert out.loc[2, "moderation"] == "pass" and out.loc[2, "sentiment"] == "neutral"
     with pytest.raises(ValueError, match="text column"):
         analyze_frame(df, "nope", pipeline=pipe)
+
+
+@needs_data
+def test_pipeline_cache_gives_the_uncached_analysis():
+    cached = CommentPipeline(cache_size=1024)
+    plain = CommentPipeline(cache_size=0)
+    texts = ["这个课多少钱？", "老师讲得太好了 666", "这个课多少钱？", "房间很脏", "", "加V 13812345678"] * 2
+    for t in texts:
+        a, b = cached.analyze(t, 1.0, "u"), plain.analyze(t, 1.0, "u")
+        assert a.to_dict() == b.to_dict() and a.tokens == b.tokens
+    # the cached keyword list is a fresh list each time: a caller mutating it cannot poison the cache
+    first = cached.analyze("这个课多少钱？")
+    first.keywords.append("x")
+    assert "x" not in cached.analyze("这个课多少钱？").keywords
+    with pytest.raises(ValueError, match="cache_size"):
+        CommentPipeline(cache_size=-1)
+
+
+@needs_data
+def test_blocked_comments_skip_text_analysis_unless_asked():
+    text = "加V 13812345678 老师讲得太好了"
+    a = CommentPipeline().analyze(text)
+    assert a.verdict.action == "block" and a.sentiment.label == "neutral" and a.keywords == []
+    b = CommentPipeline(analyze_blocked=True).analyze(text)
+    assert b.verdict.action == "block" and b.keywords

@@ -7,7 +7,14 @@ import pytest
 
 from knowcast.text.keywords import keywords
 from knowcast.text.questions import QuestionClusterer, is_question
-from knowcast.text.sentiment import MODEL_PATH, N_BUCKETS, SentimentModel, analyze_sentiment, default_model
+from knowcast.text.sentiment import (
+    MODEL_PATH,
+    SentimentModel,
+    analyze_sentiment,
+    char_grams,
+    default_model,
+    word_grams,
+)
 from knowcast.text.train_sentiment import split
 
 needs_model = pytest.mark.skipif(not MODEL_PATH.exists(), reason="sentiment.npz not trained")
@@ -45,9 +52,50 @@ def test_model_file_is_small_and_roundtrips(tmp_path):
 
 def test_sentiment_model_validates_shapes():
     with pytest.raises(ValueError):
-        SentimentModel(np.zeros(3), np.zeros(3), 0.0)
+        SentimentModel(["好"], [0], [1.0], np.zeros((2, 1)), np.zeros((1, 1)), [0.0])
     with pytest.raises(ValueError):
-        SentimentModel(np.zeros(N_BUCKETS), np.zeros(N_BUCKETS), 0.0, neutral_band=0.7)
+        SentimentModel(["好"], [0], [1.0], np.zeros((1, 1)), np.zeros((1, 1)), [0.0], neutral_band=0.7)
+    with pytest.raises(ValueError):
+        SentimentModel(["好"], [0], [1.0], np.zeros((1, 1)), np.zeros((1, 1)), [0.0], domains=["hotel"])
+
+
+def _tiny_model() -> SentimentModel:
+    # "好" (char) positive, "差" (char) negative; a second domain column that flips "好"
+    coef = np.array([[2.0, -2.0], [-2.0, -2.0]])
+    return SentimentModel(["好", "差"], [0, 0], [1.0, 1.0], coef, np.zeros((2, 2)), [0.0, 0.0],
+                          ["general", "other"])  # fmt: skip
+
+
+def test_tiny_model_scores_by_hand_and_domains(tmp_path):
+    m = _tiny_model()
+    # one known char gram, unit norm: logit = 2 (no shrink in predict_proba)
+    assert m.predict_proba(["好"])[0] == pytest.approx(1 / (1 + np.exp(-2.0)))
+    assert m.predict_proba(["好"], domain="other")[0] < 0.5
+    assert m.predict_proba(["好差"])[0] == pytest.approx(0.5)  # (2 - 2) / sqrt(2)
+    with pytest.raises(ValueError, match="domain"):
+        m.analyze("好", domain="cinema")
+    m.save(tmp_path / "t.npz")
+    m2 = SentimentModel.load(tmp_path / "t.npz")
+    assert m2.domains == ["general", "other"] and m2.predict_proba(["好差好"])[0] == pytest.approx(
+        m.predict_proba(["好差好"])[0], abs=1e-3
+    )
+
+
+def test_char_and_word_grams_match_the_plain_definition():
+    s = "房间 很脏ab"
+    t = s.replace(" ", "")
+    naive = [t[i : i + n] for n in (1, 2, 3, 4) for i in range(len(t) - n + 1)]
+    assert char_grams(s) == naive
+    assert char_grams("") == [] and char_grams("好") == ["好"]
+    assert word_grams(["房间", "很", "脏"]) == ["房间", "很", "脏", "房间\x01很", "很\x01脏"]
+
+
+@needs_model
+def test_shipped_model_has_corpus_columns():
+    m = default_model()
+    assert m.domains[0] == "general" and {"hotel", "waimai"} <= set(m.domains)
+    assert m.analyze("房间很脏，服务差，不会再来", domain="hotel").label == "negative"
+    assert m.analyze("送餐很快，味道不错", domain="waimai").label == "positive"
 
 
 def test_split_is_reproducible_and_stratified():
@@ -88,3 +136,28 @@ def test_keywords():
     assert "价格" in kws and "怎么买" in kws and "的" not in kws
     assert keywords("#知识付费# 课程")[0] == "#知识付费"
     assert keywords("") == [] and keywords("的了是", k=3) == [] and keywords("abc", k=0) == []
+
+
+def test_question_clusters_find_the_best_cluster_like_brute_force():
+    import random
+
+    from knowcast.text.questions import shingles
+
+    rng = random.Random(3)
+    stems = ["这个课多少钱", "有回放吗", "几点开始", "怎么报名", "老师用的什么软件", "能开发票吗"]
+    q = QuestionClusterer(threshold=0.45, window_s=1e9)
+    for i in range(300):
+        s = rng.choice(stems)
+        cut = rng.randint(0, len(s))
+        text = s[:cut] + rng.choice(["", "啊", "呢", "老师", "？？", "请问"]) + s[cut:]
+        g = shingles(text)
+        best = None
+        for c in q._clusters.values():  # brute force over every cluster, ties to the oldest
+            sim = len(g & c.grams) / len(g | c.grams)
+            if sim >= 0.45 and (best is None or sim > best[0]):
+                best = (sim, c.cid)
+        cid = q.add(text, float(i))
+        if best is not None:
+            assert cid == best[1]
+        else:
+            assert cid == max(q._clusters)

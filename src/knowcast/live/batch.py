@@ -39,7 +39,8 @@ def analyze_frame(
 
     if text_column not in df.columns:
         raise ValueError(f"text column {text_column!r} not in the file; columns are {list(df.columns)}")
-    pipe = pipeline if pipeline is not None else CommentPipeline()
+    # a table of comments is analysed in full: blocked comments get their sentiment and keywords too
+    pipe = pipeline if pipeline is not None else CommentPipeline(analyze_blocked=True)
     rows = []
     n = len(df)
     for i, v in enumerate(df[text_column].tolist()):

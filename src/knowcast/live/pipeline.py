@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from knowcast.live.highlights import HighlightDetector
 from knowcast.live.metrics import RoomMetrics
@@ -27,6 +28,8 @@ from knowcast.text.sentiment import Sentiment, SentimentModel, default_model
 from knowcast.text.tokenize import remove_stopwords, tokenize
 
 MAX_COMMENT_CHARS = 10_000
+_CACHE_MAX_CHARS = 512  # longer texts are analysed afresh (bounds the caches' memory)
+_NEUTRAL = Sentiment("neutral", 0.0, 0.5)
 
 
 @dataclass(slots=True)
@@ -63,8 +66,15 @@ class AnalyzedComment:
 class CommentPipeline:
     """Stateless per-comment analysis (flood control is added by :class:`RoomState`).
 
-    ``moderator`` and ``sentiment`` default to the shared, built-once instances; ``truncate`` cuts comments
-    longer than ``MAX_COMMENT_CHARS`` before the costly steps (moderation always sees the whole text).
+    ``moderator`` and ``sentiment`` default to the shared, built-once instances; comments longer than
+    ``MAX_COMMENT_CHARS`` are cut before the costly steps (moderation always sees the whole text).
+
+    Speed: live chat repeats itself (raids paste one slogan hundreds of times, viewers copy questions), so
+    the text steps (normalise; tokens, sentiment, question, keywords of the normalised text) are cached in
+    LRU caches of ``cache_size`` entries keyed by the text; each is a pure function of the text, so a cache
+    hit returns exactly what a fresh analysis would. Comments the lexicon blocks skip sentiment, question
+    and keywords (the room never uses them: neutral, not a question, no keywords) unless
+    ``analyze_blocked`` is set, as the batch analysis does.
     """
 
     def __init__(
@@ -72,10 +82,31 @@ class CommentPipeline:
         moderator: Moderator | None = None,
         sentiment: SentimentModel | None = None,
         n_keywords: int = 5,
+        cache_size: int = 32768,
+        analyze_blocked: bool = False,
     ) -> None:
+        if cache_size < 0:
+            raise ValueError(f"cache_size must be >= 0, got {cache_size}")
         self.moderator = moderator if moderator is not None else default_moderator()
         self.sentiment = sentiment if sentiment is not None else default_model()
         self.n_keywords = n_keywords
+        self.cache_size = cache_size
+        self.analyze_blocked = analyze_blocked
+        if cache_size:
+            self._norm = lru_cache(maxsize=cache_size)(normalize)
+            self._text = lru_cache(maxsize=cache_size)(self._analyze_text)
+        else:
+            self._norm = normalize
+            self._text = self._analyze_text
+
+    def _analyze_text(self, norm: str) -> tuple[Sentiment, bool, tuple[str, ...], tuple[str, ...]]:
+        """(sentiment, is_question, tokens without stop words, keywords) of normalised text."""
+        all_toks = tokenize(norm, stopwords=False, normalized=True) if norm else []
+        toks = remove_stopwords(all_toks)
+        senti = self.sentiment.analyze(norm, all_toks, normalized=True)
+        q = is_question(norm)
+        kws = keywords(norm, self.n_keywords, tokens=toks)
+        return senti, q, tuple(toks), tuple(kws)
 
     def analyze(
         self,
@@ -92,13 +123,20 @@ class CommentPipeline:
             if fv.flagged and (not verdict.flagged or (verdict.action == "review" and fv.action == "block")):
                 verdict = fv
         head = raw[:MAX_COMMENT_CHARS]
-        norm = normalize(head)
-        all_toks = tokenize(norm, stopwords=False, normalized=True) if norm else []
-        toks = remove_stopwords(all_toks)
-        senti = self.sentiment.analyze(norm, all_toks)
-        q = is_question(norm)
-        kws = keywords(norm, self.n_keywords, tokens=toks)
-        return AnalyzedComment(head, norm, ts, user_id, verdict, senti, q, kws, toks, None, comment_id)
+        short = len(head) <= _CACHE_MAX_CHARS
+        norm = self._norm(head) if short else normalize(head)
+        if verdict.action == "block" and not self.analyze_blocked:
+            return AnalyzedComment(head, norm, ts, user_id, verdict, _NEUTRAL, False, [], [], None,
+                                   comment_id)  # fmt: skip
+        senti, q, toks, kws = self._text(norm) if short else self._analyze_text(norm)
+        return AnalyzedComment(head, norm, ts, user_id, verdict, senti, q, list(kws), list(toks), None,
+                               comment_id)  # fmt: skip
+
+    def cache_clear(self) -> None:
+        """Forget cached text analyses (benchmarks start cold; a retrained model should too)."""
+        for f in (self._norm, self._text):
+            if hasattr(f, "cache_clear"):
+                f.cache_clear()
 
     def analyze_many(self, texts: Iterable[str | bytes]) -> list[AnalyzedComment]:
         return [self.analyze(t) for t in texts]

@@ -33,9 +33,11 @@ def idf_table() -> tuple[dict[str, float], float]:
     return table, vals[len(vals) // 2] if vals else 10.0
 
 
+@lru_cache(maxsize=65536)
 def is_keyword_token(tok: str) -> bool:
     """Tokens that can be keywords: hashtags, Chinese words of 2+ characters, English words of 2+ letters,
-    and meme numbers like 666 (3+ digits of one digit)."""
+    and meme numbers like 666 (3+ digits of one digit). Cached: the live room asks for every token of
+    every comment, and a room's vocabulary is small."""
     if tok.startswith("#"):
         return len(tok) > 1
     if tok.isdigit():

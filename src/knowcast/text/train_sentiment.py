@@ -1,9 +1,22 @@
-"""Train the shipped sentiment model: ``python -m knowcast.text.train_sentiment [--out PATH]``.
+"""Train the shipped sentiment model: ``python -m knowcast.text.train_sentiment [--out PATH] [--folds K]``.
 
 Reads ChnSentiCorp hotel reviews and waimai reviews from shared/data/sentiment, holds out 20% of each corpus
 with a fixed seed (stratified by label; :func:`split` is what benchmarks/sentiment.py uses to measure only on
-unseen rows), builds the hashed tf-idf features of :mod:`knowcast.text.sentiment`, fits a logistic
-regression, and writes ``src/knowcast/text/data/sentiment.npz``.
+unseen rows) and trains on the other 80% only:
+
+1. features as in :mod:`knowcast.text.sentiment`: character 1–4-grams and word 1–2-grams seen in at least
+   two training reviews; idf = ln((1 + n) / (1 + df)) + 1; a sublinear tf-idf view and a binary-idf view,
+   each L2-normalised per family;
+2. members: logistic regression on tf-idf and NB-LR (binary-idf scaled by the log-count ratio
+   r = ln(p/|p|₁ / q/|q|₁), p and q the smoothed positive/negative document counts) on both corpora
+   together, and the same two on each corpus alone;
+3. each member's C is chosen by stratified K-fold cross-validation on the training rows (never the held-out
+   rows); the out-of-fold decision values also give each member's spread, by which it is divided so the
+   members weigh alike in the average;
+4. the ``general`` column combines the two joint members (live comments use it); a corpus's column combines
+   the joint members and that corpus's own members, weighted by a logistic regression on their
+   out-of-fold values (stacking, training rows only), which also calibrates the column as log-odds.
+   Everything is linear, so the column is stored as one coefficient per n-gram and view.
 
 This module reads files (it is a training script, not core logic): the scoring in sentiment.py stays pure.
 """
@@ -12,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
 from pathlib import Path
@@ -20,12 +32,15 @@ from pathlib import Path
 import numpy as np
 
 from knowcast.text.normalize import normalize
-from knowcast.text.sentiment import MODEL_PATH, N_BUCKETS, SentimentModel, featurize
+from knowcast.text.sentiment import GENERAL, MODEL_PATH, SentimentModel, featurize
 from knowcast.text.tokenize import tokenize
 
 SEED = 20240601
 TEST_FRAC = 0.2
 CORPORA = {"hotel": "ChnSentiCorp_htl_all.csv", "waimai": "waimai_10k.csv"}
+MIN_DF = 2
+LR_GRID = (3.0, 10.0, 30.0)
+NB_GRID = (1.0, 3.0, 10.0)
 _log = logging.getLogger("knowcast.train_sentiment")
 
 
@@ -57,81 +72,205 @@ def split(
     return train_idx, test_idx
 
 
-def build_matrix(texts: list[str], idf: np.ndarray | None = None, min_df: int = 2):
-    """Hashed tf-idf rows (char and word families L2-normalised separately); fits idf when not given."""
-    import scipy.sparse as sp
-
-    feats = []
+def gram_lists(texts: list[str]) -> tuple[list[list[str]], list[list[str]]]:
+    """Character and word n-gram lists of each text, exactly as the scorer builds them."""
+    chars, words = [], []
     for t in texts:
         s = normalize(t)
-        feats.append(featurize(s, tokenize(s, stopwords=False, normalized=True)))
-    if idf is None:
-        df = np.zeros(N_BUCKETS)
-        for chars, words in feats:
-            for fam in (chars, words):
-                df[list(fam)] += 1
-        n = len(texts)
-        idf = np.where(df >= min_df, np.log((1 + n) / (1 + df)) + 1.0, 0.0)
-    rows, cols, vals = [], [], []
-    for i, (chars, words) in enumerate(feats):
-        for fam in (chars, words):
-            if not fam:
-                continue
-            idx = np.fromiter(fam.keys(), dtype=np.int64)
-            w = (1.0 + np.log(np.fromiter(fam.values(), dtype=np.float64))) * idf[idx]
-            norm = math.sqrt(float(w @ w))
-            if norm > 0:
-                w = w / norm
-            keep = w != 0
-            rows.extend([i] * int(keep.sum()))
-            cols.extend(idx[keep].tolist())
-            vals.extend(w[keep].tolist())
-    X = sp.csr_matrix((vals, (rows, cols)), shape=(len(texts), N_BUCKETS))
-    return X, idf
+        c, w = featurize(s, tokenize(s, stopwords=False, normalized=True))
+        chars.append(c)
+        words.append(w)
+    return chars, words
 
 
-def train(C: float = 10.0, seed: int = SEED) -> tuple[SentimentModel, dict[str, float]]:
-    """Fit on the training part of both corpora; returns the model and held-out accuracy per corpus."""
+class Features:
+    """Vocabulary (n-grams with document frequency ≥ ``min_df`` in the fitting texts) and idf per family."""
+
+    def __init__(self, min_df: int = MIN_DF) -> None:
+        self.min_df = min_df
+
+    def fit(self, chars: list[list[str]], words: list[list[str]]) -> Features:
+        n = len(chars)
+        self.vocab_: list[str] = []
+        self.family_: list[int] = []
+        self.index_: list[dict[str, int]] = []
+        idf: list[float] = []
+        for fam, docs in enumerate((chars, words)):
+            df: dict[str, int] = {}
+            for d in docs:
+                for g in set(d):
+                    df[g] = df.get(g, 0) + 1
+            keep = sorted(g for g, c in df.items() if c >= self.min_df)
+            self.index_.append({g: len(self.vocab_) + i for i, g in enumerate(keep)})
+            self.vocab_ += keep
+            self.family_ += [fam] * len(keep)
+            idf += [float(np.log((1 + n) / (1 + df[g])) + 1.0) for g in keep]
+        self.idf_ = np.asarray(idf)
+        return self
+
+    def transform(self, chars: list[list[str]], words: list[list[str]]):
+        """(sublinear tf-idf view, binary-idf view) as CSR matrices, each family L2-normalised per row."""
+        import scipy.sparse as sp
+
+        views = []
+        for binary in (False, True):
+            rows, cols, vals = [], [], []
+            for i in range(len(chars)):
+                for fam, doc in enumerate((chars[i], words[i])):
+                    cnt: dict[int, int] = {}
+                    idx = self.index_[fam]
+                    for g in doc:
+                        j = idx.get(g)
+                        if j is not None:
+                            cnt[j] = cnt.get(j, 0) + 1
+                    if not cnt:
+                        continue
+                    js = np.fromiter(cnt, dtype=np.int64)
+                    w = self.idf_[js].copy()
+                    if not binary:
+                        w *= 1.0 + np.log(np.fromiter(cnt.values(), dtype=np.float64))
+                    w /= np.sqrt(w @ w)
+                    rows.append(np.full(len(js), i))
+                    cols.append(js)
+                    vals.append(w)
+            X = sp.csr_matrix(
+                (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                shape=(len(chars), len(self.vocab_)),
+            )
+            views.append(X)
+        return views[0], views[1]
+
+
+def _nb_ratio(Xb, y: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Log-count ratio of feature presence in positive vs negative documents (NB-SVM)."""
+    B = (Xb > 0).astype(np.float64)
+    p = np.asarray(B[y == 1].sum(axis=0)).ravel() + alpha
+    q = np.asarray(B[y == 0].sum(axis=0)).ravel() + alpha
+    return np.log((p / p.sum()) / (q / q.sum()))
+
+
+def _fit_member(
+    kind: str, C: float, Xs, Xb, y: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(coefficients on the tf-idf view, on the binary view, intercept) of one member."""
     from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(C=C, solver="liblinear", max_iter=3000, random_state=seed)
+    if kind == "lr":
+        clf.fit(Xs, y)
+        return clf.coef_[0], np.zeros(Xs.shape[1]), float(clf.intercept_[0])
+    r = _nb_ratio(Xb, y)
+    clf.fit(Xb.multiply(r).tocsr(), y)
+    return np.zeros(Xs.shape[1]), clf.coef_[0] * r, float(clf.intercept_[0])
+
+
+def _decision(m: tuple[np.ndarray, np.ndarray, float], Xs, Xb) -> np.ndarray:
+    return Xs @ m[0] + Xb @ m[1] + m[2]
+
+
+def train(seed: int = SEED, folds: int = 3) -> tuple[SentimentModel, dict[str, float], dict[str, object]]:
+    """Fit on the training part of both corpora; returns the model, held-out accuracy per corpus (with
+    the corpus's own column) and a report of the cross-validation choices."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
 
     texts: list[str] = []
     labels: list[int] = []
+    doms: list[int] = []
     held: dict[str, tuple[list[str], np.ndarray]] = {}
-    for name in CORPORA:
+    names = list(CORPORA)
+    for k, name in enumerate(names):
         df = load_corpus(name)
         y = df["label"].to_numpy()
         tr, te = split(y, seed=seed)
         texts += df["review"].astype(str).iloc[tr].tolist()
         labels += y[tr].tolist()
+        doms += [k] * len(tr)
         held[name] = (df["review"].astype(str).iloc[te].tolist(), y[te])
         _log.info("%s: %d train rows, %d held out", name, len(tr), len(te))
+    y = np.asarray(labels)
+    dom = np.asarray(doms)
     t0 = time.perf_counter()
-    X, idf = build_matrix(texts)
-    _log.info(
-        "features built in %.1fs (%d non-empty buckets)", time.perf_counter() - t0, int((idf > 0).sum())
-    )
-    clf = LogisticRegression(C=C, max_iter=3000, solver="liblinear", random_state=seed)
-    clf.fit(X, np.asarray(labels))
-    coef = np.where(idf > 0, clf.coef_[0], 0.0)
-    model = SentimentModel(coef.astype(np.float64), idf, float(clf.intercept_[0]))
+    chars, words = gram_lists(texts)
+    feats = Features().fit(chars, words)
+    Xs, Xb = feats.transform(chars, words)
+    _log.info("features: %d n-grams, built in %.1fs", len(feats.vocab_), time.perf_counter() - t0)
+
+    # members: (name, kind, rows it trains on)
+    members = [("joint-lr", "lr", None), ("joint-nb", "nb", None)]
+    for k, name in enumerate(names):
+        members += [(f"{name}-lr", "lr", k), (f"{name}-nb", "nb", k)]
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    report: dict[str, object] = {}
+    fitted: dict[str, tuple[tuple[np.ndarray, np.ndarray, float], float]] = {}
+    oofs: dict[str, np.ndarray] = {}
+    for mname, kind, k in members:
+        rows = np.arange(len(y)) if k is None else np.flatnonzero(dom == k)
+        best = None
+        for C in LR_GRID if kind == "lr" else NB_GRID:
+            oof = np.zeros(len(rows))
+            for a, b in cv.split(rows, y[rows] * 2 + dom[rows]):
+                m = _fit_member(kind, C, Xs[rows[a]], Xb[rows[a]], y[rows[a]], seed)
+                oof[b] = _decision(m, Xs[rows[b]], Xb[rows[b]])
+            acc = float(((oof > 0) == y[rows]).mean())
+            _log.info("  %-10s C=%-5g CV accuracy %.4f", mname, C, acc)
+            if best is None or acc > best[0]:
+                best = (acc, C, float(np.std(oof)), oof)
+        assert best is not None
+        m = _fit_member(kind, best[1], Xs[rows], Xb[rows], y[rows], seed)
+        fitted[mname] = (m, best[2])
+        full = np.full(len(y), np.nan)
+        full[rows] = best[3]
+        oofs[mname] = full
+        report[mname] = {"C": best[1], "cv_accuracy": round(best[0], 4)}
+
+    domains = [GENERAL, *names]
+    n = len(feats.vocab_)
+    coef_t = np.zeros((n, len(domains)))
+    coef_b = np.zeros((n, len(domains)))
+    intercept = np.zeros(len(domains))
+    for col, d in enumerate(domains):
+        use = ["joint-lr", "joint-nb"] + ([] if d == GENERAL else [f"{d}-lr", f"{d}-nb"])
+        rows = np.arange(len(y)) if d == GENERAL else np.flatnonzero(dom == names.index(d))
+        # stacking: a logistic regression on the members' out-of-fold values (each divided by its spread)
+        # weighs the members and calibrates the result, so the column's output is a log-odds again (the
+        # neutral band and p_positive mean something); fitted on training rows only
+        Z = np.column_stack([oofs[m][rows] / fitted[m][1] for m in use])
+        stack = LogisticRegression(C=1.0, solver="lbfgs").fit(Z, y[rows])
+        weights = stack.coef_[0]
+        cv_acc = float(((stack.decision_function(Z) > 0) == y[rows]).mean())
+        report[f"column {d}"] = {
+            "members": dict(zip(use, np.round(weights, 3).tolist(), strict=True)),
+            "cv_accuracy": round(cv_acc, 4),
+        }
+        for mname, wt in zip(use, weights, strict=True):
+            (ct, cb, b), spread = fitted[mname]
+            scale = float(wt) / spread
+            coef_t[:, col] += ct * scale
+            coef_b[:, col] += cb * scale
+            intercept[col] += b * scale
+        intercept[col] += float(stack.intercept_[0])
+    model = SentimentModel(feats.vocab_, np.asarray(feats.family_), feats.idf_, coef_t, coef_b, intercept,
+                           domains)  # fmt: skip
     acc = {}
-    for name, (ts, y) in held.items():
-        Xt, _ = build_matrix(ts, idf=idf)
-        acc[name] = float(((Xt @ coef + clf.intercept_[0] > 0).astype(int) == y).mean())
-    return model, acc
+    for name, (ts, yt) in held.items():
+        acc[name] = float(((model.predict_proba(ts, domain=name) >= 0.5).astype(int) == yt).mean())
+        acc[f"{name} (general)"] = float(((model.predict_proba(ts) >= 0.5).astype(int) == yt).mean())
+    return model, acc, report
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=MODEL_PATH)
-    ap.add_argument("--C", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--folds", type=int, default=3, help="cross-validation folds for choosing C")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    model, acc = train(C=args.C, seed=args.seed)
+    model, acc, report = train(seed=args.seed, folds=args.folds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model.save(args.out)
-    _log.info("wrote %s (%.1f kB); held-out accuracy %s", args.out, args.out.stat().st_size / 1e3, acc)
+    _log.info("CV choices: %s", report)
+    _log.info("wrote %s (%.1f MB); held-out accuracy %s", args.out, args.out.stat().st_size / 1e6, acc)
     return 0
 
 
