@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import knowcast
@@ -90,6 +90,65 @@ class _TooLarge(Exception):
     pass
 
 
+#: The shape of every error body this API sends: FastAPI's default 422 schema (``detail`` as a list) is not
+#: what our handlers return, so the OpenAPI document describes the real one (clients and fuzzers rely on it).
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {
+            "description": "What went wrong, for a person: a message, or {message, errors} for invalid rows.",
+            "anyOf": [{"type": "string"}, {"type": "object"}, {"type": "array"}],
+        },
+        "errors": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "One entry per invalid field ({field, message}).",
+        },
+        "retry_after": {"type": "integer", "description": "429 only: seconds to wait."},
+    },
+}
+_ERROR_REF = {"$ref": "#/components/schemas/HTTPValidationError"}
+_ERROR_STATUSES = {
+    "401": "Missing, invalid or revoked API key",
+    "403": "The API key lacks the scope this route needs",
+    "413": "Request body or batch over the limit",
+    "429": "Rate limit exceeded; see the Retry-After header",
+    "503": "Database unavailable; retry shortly",
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make ``app.openapi()`` describe the error bodies the API really sends, on every operation."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema and app.openapi_schema.get("x-errors-documented"):
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("schemas", {})["HTTPValidationError"] = ERROR_SCHEMA
+        for item in schema.get("paths", {}).values():
+            for op in item.values():
+                if not isinstance(op, dict) or "responses" not in op:
+                    continue
+                wanted = ["503"]
+                if op.get("security"):
+                    wanted += ["401", "403", "429"]
+                if "requestBody" in op:
+                    wanted += ["413", "422"]
+                for code in wanted:
+                    desc = _ERROR_STATUSES.get(code, "Invalid request")
+                    op["responses"].setdefault(
+                        code, {"description": desc, "content": {"application/json": {"schema": _ERROR_REF}}}
+                    )
+        schema["x-errors-documented"] = True
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
     settings = settings or get_settings()
     limiter = RateLimiter.from_settings(settings)
@@ -133,6 +192,17 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             {"detail": "database unavailable; retry shortly"}, status_code=503, headers={"Retry-After": "1"}
         )
 
+    @app.exception_handler(DataError)
+    async def _bad_value(request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the request carried (out of range, wrong type): the caller's fault.
+        log.info("%s %s: database refused a value: %s", request.method, request.url.path, exc.orig)
+        return JSONResponse({"detail": "a value in the request is out of range or of the wrong type"}, 422)
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        log.info("%s %s: number out of range: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": "a number in the request is out of range"}, status_code=422)
+
     @app.get("/healthz", tags=["ops"], summary="Liveness and database check")
     def healthz() -> dict[str, Any]:
         with app.state.store.engine.connect() as c:
@@ -160,6 +230,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         def index() -> HTMLResponse:
             return HTMLResponse("<h1>knowcast</h1><p>API docs at <a href='/docs'>/docs</a>.</p>")
 
+    _document_errors(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.state.rate_limiter = limiter
     if limiter is not None:  # outermost: a flood is refused before anything else runs

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -46,7 +46,7 @@ def list_keys(session: SessionDep) -> dict[str, Any]:
 
 
 @router.delete("/{key_id}", summary="Revoke an API key")
-def delete_key(key_id: int, session: SessionDep) -> dict[str, Any]:
+def delete_key(key_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep) -> dict[str, Any]:
     if not revoke_api_key(session, key_id):
         raise HTTPException(404, f"unknown key id {key_id}")
     return {"id": key_id, "revoked": True}
