@@ -1,0 +1,1272 @@
+"""Recommendations as a service: train versioned models from the store, serve them, swap and roll back.
+
+This is the one file of :mod:`knowcast.recommend` that touches the database. It ties the pure algorithms
+(:mod:`~knowcast.recommend.algorithms`), the ranking policy and the next-purchase model to the store:
+
+* :func:`train` reads interactions with SQL (views weighted by watch ratio, likes, clicks, purchases...),
+  fits an algorithm, measures it on a quick hold-out, writes a versioned artifact and activates it;
+* artifacts are NumPy ``.npz`` files plus JSON metadata (and LightGBM's own text format for the
+  next-purchase booster): nothing is unpickled, so an artifact directory cannot run code when loaded;
+* an artifact is written into a temporary directory and moved into place with one ``os.replace``; only
+  then is the ``active`` flag flipped, in one transaction. A crash or a full disk while writing leaves the
+  served version untouched;
+* every process keeps the active model in memory, keyed by (name, version). At most every
+  :data:`CHECK_SECONDS` it asks the database which version is active (one cheap query) and, when that
+  changed, loads the new one and swaps a single reference: requests in flight keep the object they hold,
+  so a new version is picked up without a restart and without failing a request;
+* :func:`recommend` scores the user's *current* row, built from their events in the store (including the
+  ones newer than the model), so an item just watched leaves the feed at once and a course just bought is
+  never offered; cold users get segment / onboarding / popular lists; every item carries a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sqlalchemy import Engine, func, select, update
+
+from knowcast.domain import PAID_KINDS
+from knowcast.recommend.algorithms import ALGORITHMS, MostPopular, PopularInSegment, l2_normalize_rows
+from knowcast.recommend.base import Recommender, fit_with, top_n
+from knowcast.recommend.policy import Catalog, RankingPolicy, Recommendation, UserContext
+from knowcast.store.models import (
+    Event,
+    Item,
+    KeyValue,
+    LiveSession,
+    ModelVersion,
+    Promotes,
+    User,
+    UserProfile,
+)
+
+log = logging.getLogger("knowcast.recommend")
+
+__all__ = [
+    "BLOCKED_KEY",
+    "CHECK_SECONDS",
+    "EVENT_WEIGHTS",
+    "SURFACES",
+    "ModelUnavailable",
+    "NotFound",
+    "RecommendError",
+    "ServedModel",
+    "activate",
+    "get_blocked",
+    "invalidate",
+    "list_models",
+    "load_artifact",
+    "recommend",
+    "rollback",
+    "served_model",
+    "set_blocked",
+    "similar",
+    "train",
+]
+
+#: How often (seconds) a process asks the database which model version is active.
+CHECK_SECONDS = 2.0
+#: Interaction weights; a view weighs its watch ratio (capped at 1.5), and swipe-aways below
+#: ``MIN_WATCH_RATIO`` do not count as interest (they still hide the item from the feed).
+EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "like": 2.0,
+    "comment": 2.0,
+    "share": 3.0,
+    "click": 1.0,
+    "add_to_cart": 3.0,
+    "purchase": 5.0,
+    "subscribe": 5.0,
+    "live_join": 1.0,
+}
+MIN_WATCH_RATIO = 0.1
+BUY_TYPES = ("purchase", "subscribe")
+#: Event types that mean "this user has seen this item" (hidden from the feed afterwards).
+SEEN_TYPES = (
+    "view",
+    "like",
+    "comment",
+    "share",
+    "click",
+    "add_to_cart",
+    "purchase",
+    "subscribe",
+    "live_join",
+)
+#: kv key of the blocked list: ``{"items": [...], "creators": [...]}``.
+BLOCKED_KEY = "recommend.blocked"
+SURFACES = ("feed", "live", "next_course")
+#: The most recent events of a user read per request (a long history is summarised by its newest part).
+MAX_USER_EVENTS = 1000
+#: Candidates handed to the ranking policy (top by model score, after the hard filters).
+N_CANDIDATES = 200
+FORMAT_VERSION = 1
+#: Users x paid items above which the next-purchase model is not trained (its features are dense).
+NPM_MAX_CELLS = 5_000_000
+
+
+class RecommendError(ValueError):
+    """Bad input to the service (names the field)."""
+
+    def __init__(self, message: str, field: str = "query") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(LookupError):
+    """Unknown model version or item."""
+
+
+class ModelUnavailable(RuntimeError):
+    """No model has been trained (or activated) under this name yet."""
+
+
+# ------------------------------------------------------------------------------------------- reading
+def _items_frame(engine: Engine) -> pd.DataFrame:
+    with engine.connect() as c:
+        rows = c.execute(
+            select(
+                Item.id, Item.kind, Item.creator_id, Item.price, Item.title, Item.tags, Item.created_at
+            ).order_by(Item.id)
+        ).all()
+        promo = c.execute(select(Promotes.promoter_id, Promotes.item_id)).all()
+    items = pd.DataFrame(
+        rows, columns=["item_id", "kind", "creator_id", "price", "title", "tags", "created_at"]
+    )
+    targets: dict[str, list[str]] = {}
+    for p, i in promo:
+        targets.setdefault(p, []).append(i)
+    items["promotes"] = [targets.get(i, []) for i in items["item_id"]]
+    items["tags"] = [list(t) if isinstance(t, list) else [] for t in items["tags"]]
+    items["creator_id"] = items["creator_id"].fillna("").astype(str)
+    items["title"] = items["title"].fillna("").astype(str)
+    return items
+
+
+def _interaction_events(engine: Engine) -> pd.DataFrame:
+    types = sorted(EVENT_WEIGHTS)
+    q = select(Event.user_id, Event.item_id, Event.type, Event.ts, Event.watch_ratio).where(
+        Event.type.in_(types), Event.item_id.is_not(None)
+    )
+    with engine.connect() as c:
+        res = c.execute(q)
+        df = pd.DataFrame(res.fetchall(), columns=["user_id", "item_id", "type", "ts", "watch_ratio"])
+    return df
+
+
+def _event_weights(types: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+    """Per-event weight: ``EVENT_WEIGHTS`` by type, views weigh their watch ratio (0 below the minimum)."""
+    w = pd.Series(types).map(EVENT_WEIGHTS).fillna(0.0).to_numpy(np.float64, copy=True)
+    is_view = types == "view"
+    r = np.nan_to_num(np.array(ratio, dtype=np.float64), nan=1.0)
+    r = np.clip(r, 0.0, 1.5)
+    w[is_view] = np.where(r[is_view] >= MIN_WATCH_RATIO, r[is_view], 0.0)
+    return w
+
+
+def _tag_features(items: pd.DataFrame) -> tuple[sp.csr_matrix, list[str]]:
+    vocab: dict[str, int] = {}
+    rows, cols = [], []
+    for r, tags in enumerate(items["tags"]):
+        for t in {str(t) for t in tags if t}:
+            rows.append(r)
+            cols.append(vocab.setdefault(t, len(vocab)))
+    f = sp.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, cols)),
+        shape=(len(items), max(len(vocab), 1)),
+        dtype=np.float32,
+    )
+    names = [""] * len(vocab)
+    for t, k in vocab.items():
+        names[k] = t
+    return f, names
+
+
+@dataclass
+class _Interactions:
+    matrix: sp.csr_matrix
+    timestamps: sp.csr_matrix
+    user_ids: np.ndarray
+    events: pd.DataFrame
+
+
+def _interactions(events: pd.DataFrame, item_pos: dict[str, int], n_items: int) -> _Interactions:
+    ev = events[events["item_id"].isin(item_pos)]
+    w = _event_weights(ev["type"].to_numpy(), ev["watch_ratio"].to_numpy())
+    keep = w > 0
+    ev, w = ev[keep], w[keep]
+    users = pd.Index(pd.unique(ev["user_id"])).sort_values()
+    u = users.get_indexer(ev["user_id"])
+    i = ev["item_id"].map(item_pos).to_numpy(np.int64)
+    shape = (len(users), n_items)
+    m = sp.csr_matrix((w.astype(np.float32), (u, i)), shape=shape, dtype=np.float32)
+    m.sum_duplicates()
+    t = pd.DataFrame({"u": u, "i": i, "t": pd.to_numeric(ev["ts"]).to_numpy(np.float64) / 1000.0})
+    t = t.groupby(["u", "i"], sort=True)["t"].max().reset_index()
+    ts = sp.csr_matrix((t["t"].to_numpy(), (t["u"].to_numpy(), t["i"].to_numpy())), shape=shape)
+    ts.sort_indices()
+    m.sort_indices()
+    return _Interactions(m, ts, users.to_numpy().astype(str), ev)
+
+
+def _user_segments(engine: Engine, user_ids: np.ndarray) -> np.ndarray:
+    with engine.connect() as c:
+        rows = c.execute(
+            select(UserProfile.user_id, UserProfile.segment).where(UserProfile.segment.is_not(None))
+        )
+        seg = dict(rows.all())
+    return np.array([seg.get(u, "") or "" for u in user_ids.tolist()], dtype=str)
+
+
+# ------------------------------------------------------------------------------------------ artifacts
+def _artifacts_root(artifacts_dir: str | Path | None) -> Path:
+    if artifacts_dir is not None:
+        return Path(artifacts_dir)
+    from knowcast.config import get_settings
+
+    return Path(get_settings().artifacts_dir)
+
+
+def _sparse_to(out: dict[str, np.ndarray], prefix: str, m: sp.spmatrix) -> None:
+    c = sp.csr_matrix(m)
+    out[f"{prefix}.data"] = c.data
+    out[f"{prefix}.indices"] = c.indices
+    out[f"{prefix}.indptr"] = c.indptr
+    out[f"{prefix}.shape"] = np.asarray(c.shape, dtype=np.int64)
+
+
+def _sparse_from(z: Any, prefix: str) -> sp.csr_matrix:
+    shape = tuple(int(v) for v in z[f"{prefix}.shape"])
+    return sp.csr_matrix((z[f"{prefix}.data"], z[f"{prefix}.indices"], z[f"{prefix}.indptr"]), shape=shape)
+
+
+def _model_state(model: Recommender) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, str]]:
+    """Fitted attributes (``name_``) as arrays / sparse matrices / JSON scalars; nothing pickled."""
+    arrays: dict[str, np.ndarray] = {}
+    scalars: dict[str, Any] = {}
+    kinds: dict[str, str] = {}
+    for key, value in vars(model).items():
+        if not key.endswith("_") or key.startswith("_"):
+            continue
+        if sp.issparse(value):
+            _sparse_to(arrays, f"model.{key}", value)
+            kinds[key] = "sparse"
+        elif isinstance(value, np.ndarray):
+            arr = value.astype(str) if value.dtype == object else value
+            arrays[f"model.{key}"] = arr
+            kinds[key] = "array"
+        elif isinstance(value, bool | int | float | str) or value is None:
+            scalars[key] = value
+        # anything else (implicit's engine object) is rebuilt from the arrays at load time
+    return arrays, scalars, kinds
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, np.floating | np.integer):
+        return _json_safe(x.item())
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_artifact(tmp: Path, files: dict[str, bytes | dict[str, np.ndarray]]) -> None:
+    """Write every file of an artifact into ``tmp`` (npz for arrays, bytes as given), fsynced.
+
+    A separate function so tests can make it fail midway (a full disk) and check nothing is half-served.
+    """
+    for name, content in files.items():
+        path = tmp / name
+        if isinstance(content, dict):
+            arrays = {k: v.astype(str) if v.dtype == object else v for k, v in content.items()}
+            with open(path, "wb") as fh:
+                np.savez(fh, allow_pickle=False, **arrays)
+        else:
+            path.write_bytes(content)
+        _fsync_file(path)
+
+
+# ---------------------------------------------------------------------------------------------- train
+@dataclass
+class TrainReport:
+    name: str
+    version: int
+    algorithm: str
+    path: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    active: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _quick_validation(
+    factory: Callable[[], Recommender],
+    x: sp.csr_matrix,
+    side: dict[str, Any],
+    k: int = 10,
+    seed: int = 0,
+    max_users: int = 2000,
+) -> dict[str, float]:
+    """Hold out 10% of the interactions at random, fit on the rest, Recall/NDCG@k on up to ``max_users``.
+
+    A quick sanity number recorded with each version (and compared with the popular list measured on the
+    same split), not the full protocol of :mod:`knowcast.recommend.evaluation`.
+    """
+    rng = np.random.default_rng(seed)
+    coo = x.tocoo()
+    test = rng.random(coo.nnz) < 0.1
+    train = sp.csr_matrix((coo.data[~test], (coo.row[~test], coo.col[~test])), shape=x.shape)
+    truth = sp.csr_matrix((np.ones(test.sum(), np.float32), (coo.row[test], coo.col[test])), shape=x.shape)
+    users = np.flatnonzero((np.diff(truth.indptr) > 0) & (np.diff(train.indptr) > 0))
+    if len(users) == 0:
+        return {}
+    if len(users) > max_users:
+        users = np.sort(rng.choice(users, max_users, replace=False))
+    side = dict(side)
+    if side.get("timestamps") is not None:
+        ts = side["timestamps"].tocoo()
+        keep = ~test  # same ordering: x and timestamps share sparsity and sorted indices
+        side["timestamps"] = sp.csr_matrix((ts.data[keep], (ts.row[keep], ts.col[keep])), shape=x.shape)
+    out: dict[str, float] = {}
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    for label, model in (
+        ("model", fit_with(factory(), train, **side)),
+        ("popular", MostPopular().fit(train)),
+    ):
+        ids, _ = model.recommend(users, train[users], n=k)
+        rec, ndcg = [], []
+        for row, u in enumerate(users):
+            rel = set(truth[u].indices.tolist())
+            hits = np.array([i in rel for i in ids[row]], dtype=float)
+            rec.append(hits.sum() / min(len(rel), k))
+            ideal = disc[: min(len(rel), k)].sum()
+            ndcg.append(float((hits * disc).sum() / ideal))
+        out[f"{label}_recall@{k}"] = round(float(np.mean(rec)), 4)
+        out[f"{label}_ndcg@{k}"] = round(float(np.mean(ndcg)), 4)
+    out["validation_users"] = int(len(users))
+    return out
+
+
+def _pick_algorithm(algorithm: str, n_items: int) -> str:
+    if algorithm == "auto":
+        return "ease" if n_items <= 20_000 else "als"
+    if algorithm not in ALGORITHMS:
+        raise RecommendError(
+            f"unknown algorithm {algorithm!r}; known: auto, {', '.join(ALGORITHMS)}", "algorithm"
+        )
+    if algorithm == "ease" and n_items > 20_000:
+        raise RecommendError(
+            f"EASE needs an items x items dense matrix: {n_items:,} items do not fit; use als or item_knn",
+            "algorithm",
+        )
+    return algorithm
+
+
+def train(
+    engine: Engine,
+    algorithm: str = "auto",
+    params: dict[str, Any] | None = None,
+    name: str = "default",
+    *,
+    artifacts_dir: str | Path | None = None,
+    validate: bool = True,
+    next_purchase: bool | None = None,
+    activate_new: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> TrainReport:
+    """Train ``algorithm`` on the store's interactions and store a new version of model ``name``.
+
+    ``algorithm="auto"`` picks EASE up to 20,000 items and ALS beyond. ``params`` go to the algorithm's
+    constructor. ``next_purchase=None`` trains the next-purchase model when the data allows it (paid items
+    bought in the last week, and not too many users x paid items). Returns the stored version.
+    """
+    say = progress or (lambda msg: log.info(msg))
+    params = dict(params or {})
+    t0 = time.perf_counter()
+    items = _items_frame(engine)
+    if items.empty:
+        raise RecommendError("the catalog is empty: import items first", "items")
+    alg = _pick_algorithm(algorithm, len(items))
+    cls = ALGORITHMS[alg]
+    try:
+        cls(**params)
+    except TypeError as exc:
+        raise RecommendError(f"bad parameter for {alg}: {exc}", "params") from None
+    item_ids = items["item_id"].to_numpy().astype(str)
+    item_pos = {v: i for i, v in enumerate(item_ids.tolist())}
+    say(f"reading interactions for {len(items):,} items ...")
+    events = _interaction_events(engine)
+    data = _interactions(events, item_pos, len(items))
+    if data.matrix.nnz == 0:
+        raise RecommendError("no interactions to learn from: import events first", "events")
+    t_read = time.perf_counter() - t0
+    features, feature_names = _tag_features(items)
+    segments = _user_segments(engine, data.user_ids)
+    side = {"timestamps": data.timestamps, "item_features": features, "user_segments": segments}
+    say(f"{data.matrix.shape[0]:,} users x {data.matrix.shape[1]:,} items, {data.matrix.nnz:,} interactions")
+    metrics: dict[str, Any] = {}
+    if validate:
+        say("validating on a 10% hold-out ...")
+        metrics.update(_quick_validation(lambda: cls(**params), data.matrix, side))
+    say(f"fitting {alg} ...")
+    t_fit = time.perf_counter()
+    model = fit_with(cls(**params), data.matrix, **side)
+    fit_s = time.perf_counter() - t_fit
+    popular = MostPopular(half_life_days=7.0).fit(data.matrix, timestamps=data.timestamps)
+    seg_pop = PopularInSegment().fit(data.matrix, user_segments=segments)
+    npm_text, npm_arrays = None, {}
+    if next_purchase is not False:
+        npm_text, npm_arrays, npm_note = _fit_next_purchase(events, items, data, required=bool(next_purchase))
+        metrics["next_purchase"] = npm_note
+    metrics.update(
+        {
+            "users": int(data.matrix.shape[0]),
+            "items": int(data.matrix.shape[1]),
+            "interactions": int(data.matrix.nnz),
+            "read_s": round(t_read, 3),
+            "fit_s": round(fit_s, 3),
+        }
+    )
+    arrays, scalars, kinds = _model_state(model)
+    item_events = np.diff(data.matrix.tocsc().indptr).astype(np.int64)
+    catalog: dict[str, np.ndarray] = {
+        "item_ids": item_ids,
+        "kind": items["kind"].astype(str).to_numpy(),
+        "creator": items["creator_id"].astype(str).to_numpy(),
+        "title": items["title"].astype(str).to_numpy(),
+        "price": pd.to_numeric(items["price"], errors="coerce").fillna(0.0).to_numpy(np.float64),
+        "created_at": np.array(
+            [t.timestamp() if t is not None and not pd.isna(t) else np.nan for t in items["created_at"]]
+        ),
+        "item_events": item_events,
+        "popular": popular.item_popularity_,
+        "segment_labels": seg_pop.segment_labels_.astype(str),
+        "segment_scores": seg_pop.segment_scores_,
+        "global_scores": seg_pop.global_scores_,
+    }
+    _sparse_to(catalog, "tags", features)
+    pr, pc = [], []
+    for i, targets in enumerate(items["promotes"]):
+        for t in targets:
+            j = item_pos.get(t)
+            if j is not None:
+                pr.append(i)
+                pc.append(j)
+    catalog["promotes"] = np.array([pr, pc], dtype=np.int64).reshape(2, -1)
+    meta = {
+        "format": FORMAT_VERSION,
+        "name": name,
+        "algorithm": alg,
+        "class": cls.__name__,
+        "params": model.get_params(),
+        "scalars": scalars,
+        "kinds": kinds,
+        "n_users": int(data.matrix.shape[0]),
+        "n_items": int(data.matrix.shape[1]),
+        "feature_names": feature_names,
+        "next_purchase": npm_text is not None,
+        "trained_at": datetime.now(UTC).isoformat(),
+    }
+    files: dict[str, bytes | dict[str, np.ndarray]] = {
+        "model.npz": arrays,
+        "catalog.npz": catalog,
+    }
+    if npm_text is not None:
+        files["next_purchase.txt"] = npm_text.encode()
+        files["next_purchase.npz"] = npm_arrays
+    files["meta.json"] = json.dumps(_json_safe(meta), ensure_ascii=False).encode()  # written last
+    root = _artifacts_root(artifacts_dir) / "models" / name
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    say("writing the artifact ...")
+    try:
+        _write_artifact(tmp, files)
+        report = _register(engine, name, alg, root, tmp, meta["params"], metrics, activate_new)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    metrics["total_s"] = round(time.perf_counter() - t0, 3)
+    say(f"stored {name} v{report.version} ({alg}) in {time.perf_counter() - t0:.1f}s")
+    invalidate()
+    return report
+
+
+def _register(
+    engine: Engine,
+    name: str,
+    alg: str,
+    root: Path,
+    tmp: Path,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    activate_new: bool,
+) -> TrainReport:
+    """Move the finished artifact into place and record (and activate) it in one transaction."""
+    with engine.begin() as conn:
+        last = conn.execute(select(func.max(ModelVersion.version)).where(ModelVersion.name == name)).scalar()
+        version = int(last or 0) + 1
+        final = root / str(version)
+        while final.exists():  # a directory left by a crash after the move but before the commit
+            version += 1
+            final = root / str(version)
+        os.replace(tmp, final)
+        try:
+            if activate_new:
+                conn.execute(update(ModelVersion).where(ModelVersion.name == name).values(active=False))
+            conn.execute(
+                ModelVersion.__table__.insert().values(
+                    name=name,
+                    version=version,
+                    path=str(final.resolve()),
+                    created_at=datetime.now(UTC),
+                    params=_json_safe({"algorithm": alg, **params}),
+                    metrics=_json_safe(metrics),
+                    active=activate_new,
+                )
+            )
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)
+            raise
+    return TrainReport(name, version, alg, str(final.resolve()), params, metrics, activate_new)
+
+
+def _fit_next_purchase(
+    events: pd.DataFrame, items: pd.DataFrame, data: _Interactions, required: bool
+) -> tuple[str | None, dict[str, np.ndarray], str]:
+    """Fit the next-purchase model when the data allows; returns (booster text, stats arrays, note)."""
+    from knowcast.recommend.next_purchase import NextPurchaseModel
+
+    n_paid = int(items["kind"].isin(list(PAID_KINDS)).sum())
+    cells = data.matrix.shape[0] * n_paid
+    if n_paid == 0 or cells > NPM_MAX_CELLS:
+        note = "skipped: no paid items" if n_paid == 0 else f"skipped: {cells:,} user x paid item cells"
+        if required:
+            raise RecommendError(f"next-purchase model {note}", "next_purchase")
+        return None, {}, note
+    try:
+        npm = NextPurchaseModel().fit(events, items)
+    except ValueError as exc:
+        if required:
+            raise RecommendError(f"next-purchase model: {exc}", "next_purchase") from None
+        return None, {}, f"skipped: {exc}"
+    arrays = {"item_buyers": npm._item_buyers, "item_conversion": npm._item_conversion}
+    return npm.model_.model_to_string(), arrays, f"trained on {npm.train_rows_:,} rows"
+
+
+# ------------------------------------------------------------------------------------- load / serve
+@dataclass
+class ServedModel:
+    """One loaded model version: the algorithm, the catalogue around it and the cold-start lists."""
+
+    name: str
+    version: int
+    algorithm: str
+    path: str
+    model: Recommender
+    item_ids: np.ndarray
+    item_pos: dict[str, int]
+    catalog: Catalog
+    item_events: np.ndarray
+    popular: np.ndarray
+    segment_labels: np.ndarray
+    segment_scores: np.ndarray
+    global_scores: np.ndarray
+    feature_names: list[str]
+    tags: sp.csr_matrix
+    promotes: sp.csr_matrix
+    next_purchase: Any = None
+    kind_masks: dict[str, np.ndarray] = field(default_factory=dict)
+    unit_tags: sp.csr_matrix = field(init=False)
+    feature_pos: dict[str, int] = field(init=False)
+    segment_pos: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.unit_tags = sp.csr_matrix(l2_normalize_rows(self.tags))
+        self.feature_pos = {t: k for k, t in enumerate(self.feature_names)}
+        self.segment_pos = {str(s): k for k, s in enumerate(self.segment_labels.tolist()) if s}
+        self.popular = np.asarray(self.popular, dtype=np.float32)
+        self.segment_scores = np.asarray(self.segment_scores, dtype=np.float32)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+
+def _rebuild_als(model: Recommender) -> None:
+    """implicit's engine object is not stored: rebuild it from the item factors for the fold-in."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    p = model.get_params()
+    engine = AlternatingLeastSquares(
+        factors=model.item_factors_.shape[1],
+        regularization=p["regularization"],
+        alpha=p["alpha"],
+        iterations=p["iterations"],
+        random_state=p["random_state"],
+        num_threads=1,
+    )
+    engine.item_factors = np.ascontiguousarray(model.item_factors_, dtype=np.float32)
+    engine.user_factors = np.ascontiguousarray(model.user_factors_, dtype=np.float32)
+    _ = engine.YtY  # computed once here rather than in the first request
+    model.model_ = engine
+
+
+def load_artifact(path: str | Path, name: str = "default", version: int = 0) -> ServedModel:
+    """Load an artifact directory written by :func:`train` (npz + JSON only, ``allow_pickle=False``)."""
+    path = Path(path)
+    meta = json.loads((path / "meta.json").read_text())
+    if meta.get("format") != FORMAT_VERSION:
+        raise RecommendError(f"artifact {path} has format {meta.get('format')!r}, expected {FORMAT_VERSION}")
+    cls = ALGORITHMS[meta["algorithm"]]
+    model = cls(**meta["params"])
+    with np.load(path / "model.npz", allow_pickle=False) as z:
+        for key, kind in meta["kinds"].items():
+            setattr(model, key, _sparse_from(z, f"model.{key}") if kind == "sparse" else z[f"model.{key}"])
+    for key, value in meta["scalars"].items():
+        setattr(model, key, value)
+    model.n_users_, model.n_items_ = int(meta["n_users"]), int(meta["n_items"])
+    model.fitted_ = True
+    if meta["algorithm"] == "als":
+        _rebuild_als(model)
+    with np.load(path / "catalog.npz", allow_pickle=False) as z:
+        c = {k: z[k] for k in z.files}
+    tags = _sparse_from(c, "tags")
+    n = len(c["item_ids"])
+    pr = c["promotes"]
+    promotes = sp.csr_matrix((np.ones(pr.shape[1], np.float32), (pr[0], pr[1])), shape=(n, n))
+    catalog = Catalog(
+        kind=c["kind"],
+        creator=c["creator"],
+        price=c["price"],
+        live_now=np.zeros(n, dtype=bool),
+        titles=c["title"],
+        created_at=c["created_at"],
+        features=tags,
+    )
+    item_ids = c["item_ids"].astype(str)
+    served = ServedModel(
+        name=name,
+        version=version,
+        algorithm=meta["algorithm"],
+        path=str(path),
+        model=model,
+        item_ids=item_ids,
+        item_pos={v: i for i, v in enumerate(item_ids.tolist())},
+        catalog=catalog,
+        item_events=c["item_events"],
+        popular=c["popular"],
+        segment_labels=c["segment_labels"],
+        segment_scores=c["segment_scores"],
+        global_scores=c["global_scores"],
+        feature_names=list(meta["feature_names"]),
+        tags=tags,
+        promotes=promotes,
+    )
+    kinds = catalog.kind
+    served.kind_masks = {
+        "feed": np.isin(kinds, ["short_video", "live"]) | catalog.is_paid,
+        "live": kinds == "live",
+        "next_course": np.isin(kinds, list(PAID_KINDS)),
+    }
+    if meta.get("next_purchase"):
+        served.next_purchase = _load_next_purchase(path, served)
+    return served
+
+
+def _load_next_purchase(path: Path, served: ServedModel) -> Any:
+    import lightgbm as lgb
+
+    from knowcast.recommend.next_purchase import NextPurchaseModel
+
+    npm = NextPurchaseModel()
+    feat = served.tags.tocsr()
+    names = np.asarray(served.feature_names + [""], dtype=object)
+    tag_lists = [
+        names[feat.indices[feat.indptr[i] : feat.indptr[i + 1]]].tolist() for i in range(served.n_items)
+    ]
+    promo = served.promotes.tocsr()
+    ids = served.item_ids
+    frame = pd.DataFrame(
+        {
+            "item_id": ids,
+            "kind": served.catalog.kind,
+            "creator_id": served.catalog.creator,
+            "price": served.catalog.price,
+            "title": served.catalog.titles,
+            "tags": tag_lists,
+            "promotes": [
+                ids[promo.indices[promo.indptr[i] : promo.indptr[i + 1]]].tolist() for i in range(len(ids))
+            ],
+        }
+    )
+    npm._prepare_items(frame)
+    with np.load(path / "next_purchase.npz", allow_pickle=False) as z:
+        npm._item_buyers = z["item_buyers"]
+        npm._item_conversion = z["item_conversion"]
+    npm.model_ = lgb.Booster(model_str=(path / "next_purchase.txt").read_text())
+    return npm
+
+
+# -------------------------------------------------------------------------------------- process cache
+@dataclass(frozen=True)
+class _View:
+    """What a request reads: one model version and this moment's live rooms and blocked list, as masks over
+    the model's items. Replaced as a whole (one reference), never mutated."""
+
+    served: ServedModel
+    live_mask: np.ndarray
+    blocked_mask: np.ndarray
+
+
+@dataclass
+class _Slot:
+    view: _View | None = None
+    checked_at: float = -1e18
+    loading: threading.Lock = field(default_factory=threading.Lock)
+
+
+_SLOTS: dict[tuple[str, str], _Slot] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def invalidate() -> None:
+    """Forget when each slot was last checked: the next request re-reads the active version, live rooms and
+    the blocked list (a loaded model is kept and reused while it stays active)."""
+    with _SLOTS_LOCK:
+        for slot in _SLOTS.values():
+            slot.checked_at = -1e18
+
+
+def _slot(engine: Engine, name: str) -> _Slot:
+    key = (engine.url.render_as_string(hide_password=True), name)
+    slot = _SLOTS.get(key)
+    if slot is None:
+        with _SLOTS_LOCK:
+            slot = _SLOTS.setdefault(key, _Slot())
+    return slot
+
+
+def _active_row(engine: Engine, name: str) -> tuple[int, str] | None:
+    with engine.connect() as c:
+        row = c.execute(
+            select(ModelVersion.version, ModelVersion.path)
+            .where(ModelVersion.name == name, ModelVersion.active.is_(True))
+            .order_by(ModelVersion.version.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+
+def _context_masks(engine: Engine, served: ServedModel) -> tuple[np.ndarray, np.ndarray]:
+    """Rooms live now and blocked items/creators (kv ``recommend.blocked``) as boolean masks."""
+    with engine.connect() as c:
+        live = c.execute(select(LiveSession.item_id).where(LiveSession.state == "live")).scalars().all()
+        blocked = c.execute(select(KeyValue.value).where(KeyValue.key == BLOCKED_KEY)).scalar() or {}
+    live_mask = np.zeros(served.n_items, dtype=bool)
+    live_mask[[served.item_pos[i] for i in live if i in served.item_pos]] = True
+    blocked_mask = np.zeros(served.n_items, dtype=bool)
+    blocked_mask[[served.item_pos[i] for i in blocked.get("items", []) if i in served.item_pos]] = True
+    creators = [str(c) for c in blocked.get("creators", [])]
+    if creators:
+        blocked_mask |= np.isin(served.catalog.creator, creators)
+    return live_mask, blocked_mask
+
+
+def _view(engine: Engine, name: str = "default") -> _View:
+    """The current view of ``name`` for this process (see :func:`served_model`)."""
+    slot = _slot(engine, name)
+    if time.monotonic() - slot.checked_at >= CHECK_SECONDS and slot.loading.acquire(
+        blocking=slot.view is None
+    ):
+        try:
+            if time.monotonic() - slot.checked_at >= CHECK_SECONDS:  # another thread may have just done it
+                _refresh(engine, name, slot)
+        finally:
+            slot.loading.release()
+    view = slot.view
+    if view is None:
+        raise ModelUnavailable(f"no active model {name!r}: train one with 'knowcast train'")
+    return view
+
+
+def _refresh(engine: Engine, name: str, slot: _Slot) -> None:
+    active = _active_row(engine, name)
+    if active is None:
+        slot.view = None
+        slot.checked_at = time.monotonic()
+        return
+    served = slot.view.served if slot.view is not None else None
+    if served is None or served.version != active[0] or served.path != active[1]:
+        try:
+            served = load_artifact(active[1], name, active[0])
+            log.info("serving %s v%d (%s)", name, active[0], served.algorithm)
+        except (OSError, ValueError, KeyError) as exc:
+            if served is None:
+                raise ModelUnavailable(
+                    f"model {name!r} v{active[0]} cannot be loaded from {active[1]}: {exc}"
+                ) from exc
+            log.error("cannot load %s v%d (%s); still serving v%d", name, active[0], exc, served.version)
+    slot.view = _View(served, *_context_masks(engine, served))
+    slot.checked_at = time.monotonic()
+
+
+def served_model(engine: Engine, name: str = "default") -> ServedModel:
+    """The active version of ``name`` for this process, reloaded when another version becomes active.
+
+    At most every :data:`CHECK_SECONDS` one query reads the active version; when it changed, one thread
+    loads the new artifact while the others keep answering with the old one; then a single reference is
+    swapped. A version whose artifact cannot be loaded is logged and the old one stays in service.
+    """
+    return _view(engine, name).served
+
+
+# ---------------------------------------------------------------------------------------- activation
+def list_models(engine: Engine, name: str | None = None) -> list[dict[str, Any]]:
+    """Stored versions (newest first) with their parameters, metrics and which one is active."""
+    q = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.version.desc())
+    if name is not None:
+        q = q.where(ModelVersion.name == name)
+    with engine.connect() as c:
+        rows = c.execute(q).mappings().all()
+    out = []
+    for r in rows:
+        d = dict(r)
+        d["created_at"] = d["created_at"].isoformat() if d.get("created_at") else None
+        d["exists"] = Path(d["path"]).is_dir()
+        out.append(d)
+    return out
+
+
+def activate(engine: Engine, name: str, version: int) -> dict[str, Any]:
+    """Serve ``version`` of ``name`` (its artifact must load); every process picks it up within seconds."""
+    with engine.connect() as c:
+        row = c.execute(
+            select(ModelVersion.path).where(ModelVersion.name == name, ModelVersion.version == version)
+        ).first()
+    if row is None:
+        raise NotFound(f"model {name!r} has no version {version}")
+    load_artifact(row[0], name, version)  # refuse a broken artifact before any process tries it
+    with engine.begin() as conn:
+        conn.execute(update(ModelVersion).where(ModelVersion.name == name).values(active=False))
+        conn.execute(
+            update(ModelVersion)
+            .where(ModelVersion.name == name, ModelVersion.version == version)
+            .values(active=True)
+        )
+    invalidate()
+    return {"name": name, "version": version, "path": row[0]}
+
+
+def rollback(engine: Engine, name: str = "default") -> dict[str, Any]:
+    """Go back to the newest version older than the active one whose artifact is still on disk."""
+    with engine.connect() as c:
+        rows = c.execute(
+            select(ModelVersion.version, ModelVersion.path, ModelVersion.active)
+            .where(ModelVersion.name == name)
+            .order_by(ModelVersion.version.desc())
+        ).all()
+    if not rows:
+        raise NotFound(f"no model named {name!r}")
+    active = next((int(v) for v, _, a in rows if a), None)
+    if active is None:
+        raise NotFound(f"model {name!r} has no active version to roll back from")
+    for v, path, _ in rows:
+        if int(v) < active and Path(path).is_dir():
+            return activate(engine, name, int(v)) | {"previous": active}
+    raise NotFound(f"model {name!r} has no version older than v{active} to roll back to")
+
+
+# ----------------------------------------------------------------------------------------- blocked list
+def get_blocked(engine: Engine) -> dict[str, list[str]]:
+    with engine.connect() as c:
+        value = c.execute(select(KeyValue.value).where(KeyValue.key == BLOCKED_KEY)).scalar()
+    value = value or {}
+    return {"items": sorted(value.get("items", [])), "creators": sorted(value.get("creators", []))}
+
+
+def set_blocked(
+    engine: Engine,
+    items: Sequence[str] = (),
+    creators: Sequence[str] = (),
+    *,
+    unblock: bool = False,
+    replace: bool = False,
+) -> dict[str, list[str]]:
+    """Add (or with ``unblock`` remove) items and creators to the blocked list; ``replace`` overwrites it."""
+    for fld, values in (("items", items), ("creators", creators)):
+        for v in values:
+            if not isinstance(v, str) or not v.strip():
+                raise RecommendError(f"{fld} must be non-empty strings, got {v!r}", fld)
+    with engine.begin() as conn:
+        cur = conn.execute(select(KeyValue.value).where(KeyValue.key == BLOCKED_KEY)).scalar()
+        cur = {"items": [], "creators": []} if cur is None or replace else cur
+        new = {}
+        for fld, values in (("items", items), ("creators", creators)):
+            s = set(cur.get(fld, []))
+            s = s - set(values) if unblock else s | set(values)
+            new[fld] = sorted(s)
+        exists = conn.execute(select(KeyValue.key).where(KeyValue.key == BLOCKED_KEY)).first() is not None
+        if exists:
+            conn.execute(update(KeyValue).where(KeyValue.key == BLOCKED_KEY).values(value=new))
+        else:
+            conn.execute(KeyValue.__table__.insert().values(key=BLOCKED_KEY, value=new))
+    invalidate()
+    return new
+
+
+# ------------------------------------------------------------------------------------------ the user
+@dataclass
+class _UserState:
+    row: sp.csr_matrix
+    rows: list[tuple[str, str, int, float | None]]  # (type, item_id, ts, watch_ratio), oldest first
+    seen: set[int]
+    purchased: set[int]
+    watched: list[int]
+    followed: set[str]
+    n_events: int
+
+    def events_frame(self, user_id: str) -> pd.DataFrame:
+        df = pd.DataFrame(self.rows, columns=["type", "item_id", "ts", "watch_ratio"])
+        return df.assign(user_id=user_id)
+
+
+def _user_state(engine: Engine, served: ServedModel, user_id: str) -> _UserState:
+    """The user's current interaction row and context, from their newest events in the store.
+
+    Plain Python over at most :data:`MAX_USER_EVENTS` rows: per request this is cheaper than a DataFrame.
+    """
+    with engine.connect() as c:
+        rows = c.execute(
+            select(Event.type, Event.item_id, Event.ts, Event.watch_ratio, Event.props)
+            .where(Event.user_id == user_id, Event.type.not_in(("impression", "exposure")))
+            .order_by(Event.ts.desc())
+            .limit(MAX_USER_EVENTS)
+        ).all()
+    followed: set[str] = set()
+    kept: list[tuple[str, str, int, float | None]] = []
+    weights: dict[int, float] = {}
+    seen: set[int] = set()
+    purchased: set[int] = set()
+    watched: dict[int, None] = {}
+    pos = served.item_pos
+    for typ, item, ts, ratio, props in reversed(rows):  # oldest first
+        if typ == "follow" and props:
+            try:
+                cid = json.loads(props).get("creator_id")
+            except (TypeError, ValueError, AttributeError):
+                cid = None
+            if cid:
+                followed.add(str(cid))
+        j = pos.get(item) if item is not None else None
+        if j is None:
+            continue
+        kept.append((typ, item, ts, ratio))
+        w = EVENT_WEIGHTS.get(typ, 0.0)
+        if typ == "view":
+            r = 1.0 if ratio is None or ratio != ratio else min(max(float(ratio), 0.0), 1.5)
+            w = r if r >= MIN_WATCH_RATIO else 0.0
+            watched.pop(j, None)
+            watched[j] = None
+        if w > 0:
+            weights[j] = weights.get(j, 0.0) + w
+        if typ in SEEN_TYPES:
+            seen.add(j)
+        if typ in BUY_TYPES:
+            purchased.add(j)
+    cols = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
+    order = np.argsort(cols)
+    vals = np.fromiter(weights.values(), dtype=np.float32, count=len(weights))[order]
+    row = sp.csr_matrix((vals, cols[order], np.array([0, len(cols)])), shape=(1, served.n_items))
+    return _UserState(row, kept, seen, purchased, list(watched), followed, int(row.nnz))
+
+
+def _user_attributes(engine: Engine, user_id: str) -> tuple[bool, str | None, list[str]]:
+    """(known user, profile segment, onboarding interests from ``users.attributes.interests``)."""
+    with engine.connect() as c:
+        attrs = c.execute(select(User.attributes).where(User.id == user_id)).first()
+        seg = c.execute(select(UserProfile.segment).where(UserProfile.user_id == user_id)).scalar()
+    interests: list[str] = []
+    if attrs is not None and isinstance(attrs[0], dict):
+        raw = attrs[0].get("interests")
+        if isinstance(raw, str):
+            interests = [t for t in raw.split("|") if t]
+        elif isinstance(raw, list):
+            interests = [str(t) for t in raw if t]
+    return attrs is not None, seg, interests
+
+
+# ------------------------------------------------------------------------------------------ recommend
+def _policy(surface: str) -> RankingPolicy:
+    """Per-surface rules. Blocked items/creators, kinds and bought items are applied before, as one mask."""
+    if surface == "feed":
+        return RankingPolicy(live_boost=0.2, paid_every=FEED_PAID_EVERY, diversity=0.2, max_per_creator=2)
+    if surface == "live":
+        return RankingPolicy(live_boost=1.0, diversity=0.0, max_per_creator=2)
+    return RankingPolicy(live_boost=0.0, diversity=0.1, max_per_creator=3)
+
+
+class _LocalSimilarity:
+    """Tag cosine between the few items one request looks at (candidates, history, new items), computed
+    as one small Gram matrix instead of a sparse product per comparison."""
+
+    def __init__(self, unit_tags: sp.csr_matrix, items: np.ndarray) -> None:
+        self.ids = np.unique(items)
+        sub = unit_tags[self.ids]
+        self.gram = np.asarray((sub @ sub.T).todense(), dtype=np.float64)
+
+    def __call__(self, item: int, others: np.ndarray) -> np.ndarray:
+        i = np.searchsorted(self.ids, item)
+        j = np.searchsorted(self.ids, np.asarray(others, dtype=np.int64))
+        return self.gram[i, j]
+
+
+def _candidates(scores: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    s = np.where(mask, scores, -np.inf).astype(np.float32)
+    ids, vals = top_n(s[None, :], k)
+    ok = ids[0] >= 0
+    return ids[0][ok], vals[0][ok]
+
+
+def _npm_scores(npm: Any, state: _UserState, user_id: str, n_items: int) -> np.ndarray | None:
+    """Purchase probability of every paid item for this user from their current events (None: no events)."""
+    import copy
+
+    if not state.rows:
+        return None
+    m = npm._matrices(state.events_frame(user_id), pd.Index([user_id]))
+    local = copy.copy(npm)  # per-request copy: the user's own purchase count is request state
+    buys = m["buys"].copy()
+    buys.data[:] = 1
+    local._user_buys = np.asarray(buys.sum(axis=1)).ravel().astype(np.float32)
+    x = local._features(m, np.array([0]))
+    p = npm.model_.predict(x, num_threads=1)
+    out = np.full(n_items, -np.inf, dtype=np.float32)
+    out[npm.paid_] = p
+    return out
+
+
+def _item_out(served: ServedModel, r: Recommendation) -> dict[str, Any]:
+    cat = served.catalog
+    price = float(cat.price[r.item])
+    return {
+        "item_id": str(served.item_ids[r.item]),
+        "kind": str(cat.kind[r.item]),
+        "title": cat.title(r.item),
+        "creator_id": str(cat.creator[r.item]),
+        "price": price if price > 0 else None,
+        "live_now": bool(cat.live_now[r.item]),
+        "score": round(float(r.score), 6),
+        "reason": r.reason,
+        "reason_code": r.reason_code,
+        "source": r.source,
+    }
+
+
+def _with_context(served: ServedModel, live_mask: np.ndarray) -> Catalog:
+    """The served catalogue with this moment's live rooms (a shallow copy; the model's stays untouched)."""
+    import copy
+
+    cat = copy.copy(served.catalog)
+    cat.live_now = live_mask
+    return cat
+
+
+def recommend(
+    engine: Engine, user_id: str, n: int = 10, surface: str = "feed", name: str = "default"
+) -> dict[str, Any]:
+    """A page of ``n`` items for ``user_id`` on ``surface`` (feed, live, next_course), each with a reason.
+
+    Scores come from the active model applied to the user's current row (their events in the store, newer
+    ones included); a user without events gets the cold-start list (onboarding interests, their segment's
+    popular items, or what is popular now) and switches to the personal model from their first event.
+    """
+    if surface not in SURFACES:
+        raise RecommendError(f"surface must be one of {', '.join(SURFACES)}, got {surface!r}", "surface")
+    if not isinstance(n, int) or not 1 <= n <= 100:
+        raise RecommendError(f"n must be an integer in [1, 100], got {n!r}", "n")
+    if not isinstance(user_id, str) or not user_id.strip():
+        raise RecommendError("user_id must be a non-empty string", "user_id")
+    view = _view(engine, name)
+    served = view.served
+    catalog = _with_context(served, view.live_mask)
+    state = _user_state(engine, served, user_id)
+    policy = _policy(surface)
+    mask = served.kind_masks[surface] & ~view.blocked_mask
+    if state.purchased:
+        mask[list(state.purchased)] = False  # never offer what the user already bought
+    if surface == "feed" and state.seen:
+        mask[list(state.seen)] = False  # watched a moment ago: gone from the feed at once
+    segment: str | None = None
+    interests: list[str] = []
+    cold = state.n_events == 0
+    if cold:
+        _, segment, interests = _user_attributes(engine, user_id)
+    source = "personal"
+    scores: np.ndarray
+    if surface == "next_course" and not cold and served.next_purchase is not None:
+        p = _npm_scores(served.next_purchase, state, user_id, served.n_items)
+        scores = p if p is not None else served.model.score(np.array([served.model.n_users_]), state.row)[0]
+        source = "next_purchase"
+    elif not cold:
+        scores = served.model.score(np.array([served.model.n_users_]), state.row)[0]
+    elif interests and any(t in served.feature_pos for t in interests):
+        cols = [served.feature_pos[t] for t in interests if t in served.feature_pos]
+        scores = np.asarray(served.unit_tags[:, cols].sum(axis=1), dtype=np.float32).ravel()
+        scores = scores + 1e-3 * served.global_scores / max(float(served.global_scores.max()), 1e-12)
+        source = "onboarding"
+    elif segment and segment in served.segment_pos:
+        scores, source = served.segment_scores[served.segment_pos[segment]], "popular_segment"
+    else:
+        scores, source = served.popular, "popular"
+    cand, cand_scores = _candidates(scores, mask, max(N_CANDIDATES, 3 * n))
+    if surface == "live" and catalog.live_now.any():
+        # rooms live now always enter the candidates, even those the model scores low
+        extra = np.setdiff1d(np.flatnonzero(catalog.live_now & mask), cand)
+        if len(extra):
+            low = float(cand_scores.min()) if len(cand_scores) else 0.0
+            cand = np.concatenate([cand, extra])
+            cand_scores = np.concatenate([cand_scores, np.full(len(extra), low, np.float32)])
+    ctx = UserContext(
+        purchased=state.purchased,
+        watched=state.watched[-50:],
+        followed_creators=state.followed,
+        segment=segment,
+        interests=interests,
+        now=time.time(),
+    )
+    new_items = _new_items(served, catalog, state, mask, cand) if surface == "feed" else np.array([], int)
+    sim = _LocalSimilarity(
+        served.unit_tags, np.concatenate([cand, np.asarray(ctx.watched, dtype=np.int64), new_items])
+    )
+    page = policy.rank(cand, cand_scores, catalog, ctx, n=n, source=source, similarity=sim)
+    if len(new_items):
+        page = _insert_new_items(policy, catalog, ctx, sim, page, new_items, n)
+    return {
+        "user_id": user_id,
+        "surface": surface,
+        "n": n,
+        "cold_start": cold,
+        "source": source,
+        "model": {"name": served.name, "version": served.version, "algorithm": served.algorithm},
+        "items": [_item_out(served, r) for r in page],
+    }
+
+
+#: In a feed, at most one paid card in any this many consecutive slots.
+FEED_PAID_EVERY = 3
+#: Feed positions given to new items (fewer than ``COLD_ITEM_EVENTS`` interactions when trained).
+COLD_ITEM_POSITIONS = (3, 8)
+COLD_ITEM_EVENTS = 5
+
+
+def _new_items(
+    served: ServedModel, catalog: Catalog, state: _UserState, mask: np.ndarray, cand: np.ndarray
+) -> np.ndarray:
+    """Free items with fewer than ``COLD_ITEM_EVENTS`` interactions at training, closest to the user's tag
+    profile first: the content-based exposure new items get until they have feedback."""
+    cold = mask & (served.item_events < COLD_ITEM_EVENTS) & ~catalog.is_paid
+    cold_ids = np.flatnonzero(cold)
+    if len(cold_ids) == 0:
+        return cold_ids
+    if state.row.nnz:
+        prof = l2_normalize_rows(state.row @ served.unit_tags)
+        sim = np.asarray((served.unit_tags[cold_ids] @ prof.T).todense()).ravel()
+    else:
+        sim = np.zeros(len(cold_ids))
+    # ties (e.g. a user without history) go to the item with the fewest interactions, then by id
+    order = np.lexsort((cold_ids, served.item_events[cold_ids], -sim))
+    return cold_ids[order[: len(COLD_ITEM_POSITIONS)]]
+
+
+def _insert_new_items(
+    policy: RankingPolicy,
+    catalog: Catalog,
+    ctx: UserContext,
+    sim: _LocalSimilarity,
+    page: list[Recommendation],
+    new_items: np.ndarray,
+    n: int,
+) -> list[Recommendation]:
+    page = [r for r in page if r.item not in set(new_items.tolist())]
+    for pos, item in zip(COLD_ITEM_POSITIONS, new_items.tolist(), strict=False):
+        if pos >= n:
+            break
+        why = policy.explain(int(item), catalog, ctx, "new_item", sim)
+        if why["reason_code"] in ("popular", "popular_segment", "because_watched"):
+            why = {"reason": "New on the platform", "reason_code": "new_item"}
+        page.insert(min(pos, len(page)), Recommendation(item=int(item), score=0.0, source="new_item", **why))
+    return page[:n]
+
+
+def similar(
+    engine: Engine, item_id: str, n: int = 10, kind: str | None = None, name: str = "default"
+) -> dict[str, Any] | None:
+    """Collaborative neighbours of ``item_id`` from the active model, or None when there is no model, the
+    item is not in it or has no interactions (callers then fall back to content similarity)."""
+    try:
+        served = served_model(engine, name)
+    except ModelUnavailable:
+        return None
+    j = served.item_pos.get(item_id)
+    if j is None or served.item_events[j] == 0:
+        return None
+    try:
+        sims = np.array(served.model._item_similarity(np.array([j])), dtype=np.float32)[0]
+    except NotImplementedError:
+        return None
+    sims[j] = -np.inf
+    sims[served.item_events == 0] = -np.inf  # no interactions: a collaborative score means nothing
+    if kind is not None:
+        sims[served.catalog.kind != kind] = -np.inf
+    ids, vals = top_n(sims[None, :], n)
+    out = []
+    for i, s in zip(ids[0], vals[0], strict=True):
+        if i < 0 or not np.isfinite(s) or s <= 0:
+            continue
+        out.append(
+            {
+                "item_id": str(served.item_ids[i]),
+                "score": round(float(s), 6),
+                "kind": str(served.catalog.kind[i]),
+                "title": served.catalog.title(int(i)),
+                "creator_id": str(served.catalog.creator[i]),
+            }
+        )
+    if not out:
+        return None
+    return {
+        "item_id": item_id,
+        "source": "collaborative",
+        "model": {"name": served.name, "version": served.version, "algorithm": served.algorithm},
+        "n": n,
+        "similar": out,
+    }
