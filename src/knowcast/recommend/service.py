@@ -76,6 +76,7 @@ __all__ = [
     "served_model",
     "set_blocked",
     "similar",
+    "store_dataset",
     "train",
 ]
 
@@ -231,6 +232,33 @@ def _user_segments(engine: Engine, user_ids: np.ndarray) -> np.ndarray:
         )
         seg = dict(rows.all())
     return np.array([seg.get(u, "") or "" for u in user_ids.tolist()], dtype=str)
+
+
+def store_dataset(engine: Engine) -> Any:
+    """The store's interactions as :class:`~knowcast.recommend.datasets.InteractionData` (same weights as
+    :func:`train`), for ``knowcast recommend evaluate --dataset store``."""
+    from knowcast.recommend.datasets import InteractionData
+
+    items = _items_frame(engine)
+    if items.empty:
+        raise RecommendError("the catalog is empty: import items first", "items")
+    item_ids = items["item_id"].to_numpy().astype(str)
+    data = _interactions(_interaction_events(engine), {v: i for i, v in enumerate(item_ids)}, len(items))
+    if data.matrix.nnz == 0:
+        raise RecommendError("no interactions to learn from: import events first", "events")
+    features, names = _tag_features(items)
+    return InteractionData(
+        matrix=data.matrix,
+        user_ids=data.user_ids,
+        item_ids=item_ids,
+        timestamps=data.timestamps,
+        item_features=features,
+        feature_names=names,
+        user_segments=_user_segments(engine, data.user_ids),
+        items=items,
+        item_titles=items["title"].to_numpy(),
+        name="store",
+    )
 
 
 # ------------------------------------------------------------------------------------------ artifacts
@@ -608,8 +636,10 @@ class ServedModel:
     unit_tags: sp.csr_matrix = field(init=False)
     feature_pos: dict[str, int] = field(init=False)
     segment_pos: dict[str, int] = field(init=False)
+    promotes_by_item: sp.csr_matrix = field(init=False)
 
     def __post_init__(self) -> None:
+        self.promotes_by_item = sp.csr_matrix(self.promotes.T)  # row j: the promoters of item j
         self.unit_tags = sp.csr_matrix(l2_normalize_rows(self.tags))
         self.feature_pos = {t: k for k, t in enumerate(self.feature_names)}
         self.segment_pos = {str(s): k for k, s in enumerate(self.segment_labels.tolist()) if s}
@@ -1028,10 +1058,16 @@ def _user_attributes(engine: Engine, user_id: str) -> tuple[bool, str | None, li
 def _policy(surface: str) -> RankingPolicy:
     """Per-surface rules. Blocked items/creators, kinds and bought items are applied before, as one mask."""
     if surface == "feed":
-        return RankingPolicy(live_boost=0.2, paid_every=FEED_PAID_EVERY, diversity=0.2, max_per_creator=2)
+        return RankingPolicy(
+            live_boost=0.2,
+            paid_every=FEED_PAID_EVERY,
+            diversity=0.2,
+            max_per_creator=2,
+            explain_threshold=0.3,
+        )
     if surface == "live":
-        return RankingPolicy(live_boost=1.0, diversity=0.0, max_per_creator=2)
-    return RankingPolicy(live_boost=0.0, diversity=0.1, max_per_creator=3)
+        return RankingPolicy(live_boost=1.0, diversity=0.0, max_per_creator=2, explain_threshold=0.3)
+    return RankingPolicy(live_boost=0.0, diversity=0.1, max_per_creator=3, explain_threshold=0.3)
 
 
 class _LocalSimilarity:
@@ -1168,6 +1204,7 @@ def recommend(
         served.unit_tags, np.concatenate([cand, np.asarray(ctx.watched, dtype=np.int64), new_items])
     )
     page = policy.rank(cand, cand_scores, catalog, ctx, n=n, source=source, similarity=sim)
+    _promotion_reasons(served, catalog, state, page)
     if len(new_items):
         page = _insert_new_items(policy, catalog, ctx, sim, page, new_items, n)
     return {
@@ -1186,6 +1223,25 @@ FEED_PAID_EVERY = 3
 #: Feed positions given to new items (fewer than ``COLD_ITEM_EVENTS`` interactions when trained).
 COLD_ITEM_POSITIONS = (3, 8)
 COLD_ITEM_EVENTS = 5
+
+
+def _promotion_reasons(
+    served: ServedModel, catalog: Catalog, state: _UserState, page: list[Recommendation]
+) -> None:
+    """A paid item featured in a video or live the user watched says so: the most specific reason there is
+    for an upsell (the promotion link is also the next-purchase model's strongest signal)."""
+    if not state.watched:
+        return
+    watched = np.asarray(state.watched, dtype=np.int64)
+    promo_t = served.promotes_by_item
+    for r in page:
+        if r.reason_code == "live_now" or not catalog.is_paid[r.item]:
+            continue
+        promoters = promo_t.indices[promo_t.indptr[r.item] : promo_t.indptr[r.item + 1]]
+        hit = watched[np.isin(watched, promoters)]
+        if len(hit):
+            r.reason = f"Featured in {catalog.title(int(hit[-1]))}, which you watched"
+            r.reason_code = "promoted_by_watched"
 
 
 def _new_items(

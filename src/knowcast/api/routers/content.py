@@ -35,17 +35,19 @@ async def get_features(
         raise _errors(exc) from None
 
 
-@router.get("/items/{item_id}/similar", summary="Items most similar in content")
+@router.get("/items/{item_id}/similar", summary="Items most similar: co-engagement, else content")
 async def get_similar(
     item_id: str,
     engine: EngineDep,
     n: Annotated[int, Query(ge=1, le=100, description="how many")] = 10,
     kind: Annotated[str | None, Query(max_length=16, description="only items of this kind")] = None,
 ) -> dict[str, Any]:
-    """Weighted cosine over text embedding, tags + category, topics, creator and video features.
+    """Collaborative neighbours from the active recommendation model when there is one and the item has
+    interactions (``source: collaborative``, ``model`` names the version); otherwise a weighted cosine over
+    text embedding, tags + category, topics, creator and video features.
 
-    ``source`` is ``content`` when the catalog was tagged (``knowcast content tag``), else ``tags`` (catalog
-    tags and creators only).
+    ``source`` is then ``content`` when the catalog was tagged (``knowcast content tag``), else ``tags``
+    (catalog tags and creators only).
     """
     if kind is not None:
         from knowcast.domain import ItemKind
@@ -54,6 +56,11 @@ async def get_similar(
         if kind not in kinds:
             raise HTTPException(422, {"message": f"unknown kind {kind!r}", "errors": [
                 {"field": "query.kind", "message": f"expected one of {kinds}"}]})
+    from knowcast.recommend import service as rec
+
+    collaborative = await run_in_threadpool(rec.similar, engine, item_id, n, kind)
+    if collaborative is not None:
+        return collaborative
     try:
         return await run_in_threadpool(svc.similar_items, engine, item_id, n, kind)
     except (svc.NotFound, svc.ContentError) as exc:
