@@ -147,7 +147,9 @@ def _csv_chunks(path: Path, enc: str, chunk_rows: int, delimiter: str) -> Iterat
         return
     if held.lines and _odd_quotes(path):
         line = held.lines[-1]
-        held.columns = {k: v.iloc[:-1] if isinstance(v, pd.Series) else v[:-1] for k, v in held.columns.items()}
+        held.columns = {
+            k: v.iloc[:-1] if isinstance(v, pd.Series) else v[:-1] for k, v in held.columns.items()
+        }
         held.lines = held.lines[:-1]
         held.errors.append(RowError(line, "<row>", "malformed CSV: a quoted value is not closed"))
     yield held

@@ -245,7 +245,28 @@ def _col(cols: dict[str, pd.Series], name: str, n: int) -> pd.Series:
     return s if s is not None else pd.Series([None] * n, dtype=object)
 
 
+def _flag_nul(c: _Collector, out: dict[str, Any]) -> None:
+    """Text holding a NUL character (\\0) is refused: PostgreSQL cannot store it in text, and on SQLite it
+    would cut strings short in C code. Checked on each column's distinct values (hashing is done in C), so
+    low-cardinality columns cost almost nothing."""
+    for name, col in out.items():
+        if not isinstance(col, pd.Series) or col.dtype != object:
+            continue
+        values = col[col.notna()]
+        if values.empty:
+            continue
+        try:
+            distinct = pd.unique(values.to_numpy())
+        except TypeError:  # lists (tags): stored as JSON, where a NUL is escaped and harmless
+            continue
+        bad = [v for v in distinct if isinstance(v, str) and "\x00" in v]
+        if bad:
+            mask = col.isin(bad).to_numpy(dtype=bool)
+            c.flag(mask, name, "contains a NUL character (\\0), which cannot be stored")
+
+
 def _finish(c: _Collector, out: dict[str, Any], lines: np.ndarray) -> Checked:
+    _flag_nul(c, out)
     frame = pd.DataFrame(out)
     keep = ~c.bad
     c.errors.sort(key=lambda e: (e.line, e.field))
