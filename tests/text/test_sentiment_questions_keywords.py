@@ -161,3 +161,20 @@ def test_question_clusters_find_the_best_cluster_like_brute_force():
             assert cid == best[1]
         else:
             assert cid == max(q._clusters)
+
+
+def test_training_features_match_the_scorer():
+    # the trainer's matrices and the shipped scorer must see the same n-grams with the same weights
+    from knowcast.text.train_sentiment import Features, gram_lists
+
+    texts = ["房间很脏，服务差，不会再来", "送餐很快 味道不错 好评好评", "味道不错，房间很脏", "好评好评好评"]
+    chars, words = gram_lists(texts)
+    feats = Features(min_df=2).fit(chars, words)
+    Xs, Xb = feats.transform(chars, words)
+    rng = np.random.default_rng(0)
+    n = len(feats.vocab_)
+    ct, cb = rng.normal(size=(n, 1)), rng.normal(size=(n, 1))
+    model = SentimentModel(feats.vocab_, np.asarray(feats.family_), feats.idf_, ct, cb, [0.3])
+    for i, t in enumerate(texts):
+        expected = float((Xs[i] @ ct[:, 0] + Xb[i] @ cb[:, 0])[0]) + 0.3
+        assert model.logit(t, slang=False, shrink=False) == pytest.approx(expected, abs=1e-9)
