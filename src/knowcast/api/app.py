@@ -52,21 +52,34 @@ class BodySizeLimit:
                 await self._reject(send)
                 return
         seen = 0
-        rejected = False
+        rejected = started = False
 
         async def limited() -> Message:
+            # Past the limit the app sees the client go away; whatever it answers is replaced by the 413.
             nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.max_bytes:
                     rejected = True
-                    raise _TooLarge
+                    return {"type": "http.disconnect"}
             return msg
 
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if rejected and not started:
+                return
+            started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
+            await self.app(scope, limited, guarded)
+        except Exception:
+            if not rejected or started:
+                raise
+        if rejected and not started:
             await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
@@ -84,10 +97,6 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 #: The shape of every error body this API sends: FastAPI's default 422 schema (``detail`` as a list) is not
