@@ -1066,7 +1066,8 @@ def _policy(surface: str) -> RankingPolicy:
             explain_threshold=0.3,
         )
     if surface == "live":
-        return RankingPolicy(live_boost=1.0, diversity=0.0, max_per_creator=2, explain_threshold=0.3)
+        # +2 on a 0-1 scale: every room live now ranks above every room that is not
+        return RankingPolicy(live_boost=2.0, diversity=0.0, max_per_creator=2, explain_threshold=0.3)
     return RankingPolicy(live_boost=0.0, diversity=0.1, max_per_creator=3, explain_threshold=0.3)
 
 
@@ -1110,8 +1111,7 @@ def _npm_scores(npm: Any, state: _UserState, user_id: str, n_items: int) -> np.n
     return out
 
 
-def _item_out(served: ServedModel, r: Recommendation) -> dict[str, Any]:
-    cat = served.catalog
+def _item_out(served: ServedModel, cat: Catalog, r: Recommendation) -> dict[str, Any]:
     price = float(cat.price[r.item])
     return {
         "item_id": str(served.item_ids[r.item]),
@@ -1214,7 +1214,7 @@ def recommend(
         "cold_start": cold,
         "source": source,
         "model": {"name": served.name, "version": served.version, "algorithm": served.algorithm},
-        "items": [_item_out(served, r) for r in page],
+        "items": [_item_out(served, catalog, r) for r in page],
     }
 
 
