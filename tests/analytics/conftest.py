@@ -33,7 +33,9 @@ def funnel_tables() -> tuple[pd.DataFrame, dict[str, set[str]]]:
 
 def funnel_events(users: pd.DataFrame, pages: dict[str, set[str]]) -> pd.DataFrame:
     """The page tables as events: one per page reached, on the user's visit date, a minute apart."""
-    day_ms = ((pd.to_datetime(users["date"], utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy()
+    day_ms = (
+        (pd.to_datetime(users["date"], utc=True) - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+    ).to_numpy()
     base = dict(zip(users["user_id"], day_ms, strict=True))
     device = dict(zip(users["user_id"], users["device"], strict=True))
     rows = []
@@ -65,7 +67,9 @@ def load_funnel_store(url: str):  # type: ignore[no-untyped-def]
         {
             "user_id": users["user_id"],
             "created_at": pd.to_datetime(users["date"], utc=True),
-            "attributes": [{"sex": s, "device": d} for s, d in zip(users["sex"], users["device"], strict=True)],
+            "attributes": [
+                {"sex": s, "device": d} for s, d in zip(users["sex"], users["device"], strict=True)
+            ],
         }
     )
     import_records(store.engine, "users", urows)
@@ -96,8 +100,11 @@ def pg_database() -> Iterator[str]:
     try:
         from sqlalchemy import create_engine, text
 
-        admin = create_engine(PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"),
-                              isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        admin = create_engine(
+            PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://"),
+            isolation_level="AUTOCOMMIT",
+            connect_args={"connect_timeout": 3},
+        )
         with admin.connect() as c:
             c.execute(text("SELECT 1"))
     except Exception as exc:  # noqa: BLE001

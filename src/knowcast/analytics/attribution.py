@@ -200,19 +200,32 @@ class MarkovAttribution:
     same chain with a reward on conversion equal to the mean conversion value of journeys ending at that
     channel (expected value instead of probability), which is what ``channelattribution`` estimates by
     simulation.
+
+    ``max_step`` truncates walks: None (default) solves the absorbing chain exactly (walks of any length);
+    ``"observed"`` counts only conversions within (longest observed journey + 1) channel visits, which
+    reproduces what ``channelattribution`` simulates by default (its ``max_step=None``); an int sets the
+    cap. On chains with loops the exact and the truncated answers differ by a few percent.
     """
 
-    def __init__(self, collapse_repeats: bool = True) -> None:
+    def __init__(self, collapse_repeats: bool = True, max_step: int | str | None = None) -> None:
         self.collapse_repeats = collapse_repeats
+        self.max_step = max_step
 
     def fit(self, journeys: Sequence[Journey]) -> MarkovAttribution:
         _check(journeys)
         paths = [(_collapse(j.channels) if self.collapse_repeats else list(j.channels), j) for j in journeys]
         chans = sorted({c for p, _ in paths for c in p})
         self.channels_ = chans
+        if self.max_step == "observed":
+            # channelattribution's default cap, found to be the longest raw journey plus one visit.
+            steps: int | None = max(len(j.channels) for j in journeys) + 1
+        elif self.max_step is None or (isinstance(self.max_step, int) and self.max_step >= 1):
+            steps = self.max_step  # type: ignore[assignment]
+        else:
+            raise ValueError(f"max_step must be None, 'observed' or an int >= 1, got {self.max_step!r}")
         total_conv = sum(j.conversions for j in journeys)
         total_val = sum(j.value for j in journeys)
-        p_conv, t_conv = self._chain(paths, chans)
+        p_conv, t_conv = self._chain(paths, chans, steps)
         base = p_conv(None)
         if base <= 0:
             raise ValueError("no journey converts: removal effects are undefined")
@@ -244,7 +257,7 @@ class MarkovAttribution:
         return self
 
     @staticmethod
-    def _chain(paths, chans):  # type: ignore[no-untyped-def]
+    def _chain(paths, chans, steps=None):  # type: ignore[no-untyped-def]
         idx = {c: i for i, c in enumerate(chans)}
         n = len(chans)
         counts = np.zeros((n + 1, n + 2))  # rows: channels + start; cols: channels + conv + null
@@ -280,15 +293,22 @@ class MarkovAttribution:
                 k = idx[removed]
                 q[k, :] = 0.0
                 r[k] = 0.0  # the removed channel leads to (null)
-            x = np.linalg.solve(np.eye(n) - q, r) if n else np.zeros(0)
-            return float(start @ x)
+            if steps is None:
+                x = np.linalg.solve(np.eye(n) - q, r) if n else np.zeros(0)
+                return float(start @ x)
+            # Conversion within ``steps`` channel visits: sum_k start Q^(k-1) r (a truncated walk).
+            total, v = 0.0, start
+            for _ in range(steps):
+                total += float(v @ r)
+                v = v @ q
+            return total
 
         return p_conv, trans
 
 
-def markov(journeys: Sequence[Journey]) -> pd.DataFrame:
+def markov(journeys: Sequence[Journey], max_step: int | str | None = None) -> pd.DataFrame:
     """Markov removal-effect attribution: one row per channel with conversions and value."""
-    return MarkovAttribution().fit(journeys).result_.attribution
+    return MarkovAttribution(max_step=max_step).fit(journeys).result_.attribution
 
 
 # ---------------------------------------------------------------- Shapley values

@@ -30,6 +30,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    inspect,
     literal,
     null,
     or_,
@@ -72,10 +73,21 @@ _OPS = {
 }
 
 
-def step_condition(ev: Any, step: Step | Exclusion) -> ColumnElement[bool]:
-    """The WHERE clause matching one step's events on the events table (or alias) ``ev``."""
+def has_funnel_index(conn: Any) -> bool:
+    """Whether the events table has an index led by (type, user_id): the one funnels read fastest."""
+    for ix in inspect(conn).get_indexes("events"):
+        if list(ix["column_names"][:2]) == ["type", "user_id"]:
+            return True
+    return False
+
+
+def step_condition(ev: Any, step: Step | Exclusion, hide_type: bool = False) -> ColumnElement[bool]:
+    """The WHERE clause matching one step's events on the events table (or alias) ``ev``.
+
+    ``hide_type`` compares ``type || ''``: the same rows, but no index on ``type`` can be chosen.
+    """
     types = step.types if isinstance(step, Step) else (step.type,)
-    tcol = ev.c.type
+    tcol = ev.c.type.op("||")(literal("")) if hide_type else ev.c.type
     conds: list[ColumnElement[bool]] = [tcol == types[0] if len(types) == 1 else tcol.in_(types)]
     filters = (
         step.filters() if isinstance(step, Step) else [parse_filter(k, v) for k, v in step.where.items()]
@@ -305,6 +317,7 @@ def _ordered_pipeline(engine: Engine, spec: FunnelSpec, cols: list[str]) -> pd.D
     md = MetaData()
     tables: list[Table] = []
     with engine.begin() as conn:
+        covering = has_funnel_index(conn)
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("PRAGMA temp_store=MEMORY")
         try:
@@ -354,9 +367,12 @@ def _ordered_pipeline(engine: Engine, spec: FunnelSpec, cols: list[str]) -> pd.D
                 carry = [prev.c[f"t{j}"] for j in range(1, k)]
                 if conn.dialect.name == "sqlite":
                     # SQLite: a correlated MIN per user reads the (type, user_id, ts) index range directly.
+                    # Without that index, the type test is hidden from the planner so that it walks the
+                    # user's own (user_id, ts) range instead of every step-k event in the window.
+                    cond = step_condition(ek, step, hide_type=not covering)
                     first = (
                         select(func.min(ek.c.ts))
-                        .where(ek.c.user_id == prev.c.user_id, step_condition(ek, step), *conds)
+                        .where(ek.c.user_id == prev.c.user_id, cond, *conds)
                         .scalar_subquery()
                     )
                     inner = select(prev.c.user_id, *carry, first.label("tk")).subquery("inner")

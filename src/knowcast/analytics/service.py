@@ -13,10 +13,12 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from knowcast.analytics import attribution as attr
+from knowcast.analytics import models as mdl
 from knowcast.analytics import queries as q
 from knowcast.analytics import retention as ret
 from knowcast.analytics import revenue as rev
 from knowcast.analytics.funnel import FunnelResult, FunnelSpec, summarize_funnel
+from knowcast.domain import EVENT_TYPES
 
 DAY_MS = 86_400_000
 
@@ -130,3 +132,35 @@ def rfm(engine: Engine, *, now_day: int | None = None) -> pd.DataFrame:
 def cohort_revenue(engine: Engine, *, period_days: int = 7) -> pd.DataFrame:
     tx = q.transactions(engine)
     return rev.cohort_revenue(tx, customer="user_id", day="day", amount="amount", period_days=period_days)
+
+
+def user_scores(
+    engine: Engine, *, target: str = "churn", horizon_days: int = 7, history_days: int = 30, top: int = 500
+) -> dict[str, Any]:
+    """Churn (no activity in the next ``horizon_days``) or buy propensity (a purchase in them).
+
+    Time split: features at cutoff T1 = end - 2*horizon with labels from [T1, T1+h) train the model; it is
+    evaluated at T2 = end - horizon with labels from [T2, end), then scores everyone at the end of the log.
+    """
+    if target not in ("churn", "buy"):
+        raise ValueError(f"target must be 'churn' or 'buy', got {target!r}")
+    _, hi = q.time_bounds(engine)
+    if hi is None:
+        raise ValueError("the store has no events")
+    end = hi + 1
+    h = horizon_days * DAY_MS
+    types = ("purchase",) if target == "buy" else tuple(EVENT_TYPES)
+
+    def labelled(cutoff: int) -> tuple[pd.DataFrame, Any]:
+        feats = mdl.activity_features(q.user_activity(engine, cutoff, history_days), cutoff)
+        did = q.users_with(engine, types, cutoff, cutoff + h)
+        y = feats["user_id"].isin(did).to_numpy()
+        return feats, (~y if target == "churn" else y)
+
+    train_x, train_y = labelled(end - 2 * h)
+    test_x, test_y = labelled(end - h)
+    model = mdl.ScoreModel(mdl.CHURN_FEATURES).fit(train_x, train_y)
+    ev = model.evaluate(test_x, test_y)
+    now = mdl.activity_features(q.user_activity(engine, end, history_days), end)
+    seg = mdl.segment(now, model.predict_proba(now), top=top)
+    return {"target": target, "evaluation": ev, "segment": seg}

@@ -1,0 +1,159 @@
+"""Creator and personal-brand metrics, commercial-value scoring and growth advice (pure logic).
+
+Inputs are the aggregated tables from ``queries.py`` (per item stats, per hour stats, follows per day,
+comments) and the content attribution; nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ENGAGEMENTS = ("like", "comment", "share", "follow")
+#: Comments that ask how to buy or what it costs: an early signal of commercial value.
+PURCHASE_INTENT = re.compile(
+    r"怎么买|多少钱|哪里买|在哪买|链接|怎么报名|报名|价格|优惠|上车|求购|how much|price|where (?:to|can i) buy|link",
+    re.IGNORECASE,
+)
+
+
+def tags_of(value: Any) -> list[str]:
+    """Item tags from the store (a list, or JSON text on some drivers)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return [value]
+    return [str(t) for t in value] if isinstance(value, (list, tuple)) else []
+
+
+def creator_summary(
+    item_stats: pd.DataFrame, follows: pd.DataFrame | None = None, attributed: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Per creator: views, reach, engagement rate, completion rate, followers, revenue and RPM.
+
+    item_stats: queries.creator_item_stats (one row per item). follows: creator_id, day, follows.
+    attributed: content attribution (promoter_id, revenue, buyers, viewers) for video -> course conversion.
+    Reach is the sum of per-item unique viewers (an upper bound of the creator's distinct audience).
+    """
+    s = item_stats.copy()
+    g = s.groupby("creator_id")
+    out = pd.DataFrame(
+        {
+            "items": g.size(),
+            "views": g["view"].sum() + g["live_join"].sum(),
+            "reach": g["viewers"].sum(),
+            **{f"{e}s": g[e].sum() for e in ENGAGEMENTS},
+            "completed": g["completed"].sum(),
+            "direct_revenue": g["revenue"].sum(),
+        }
+    )
+    views = out["views"].clip(lower=1)
+    out["engagement_rate"] = (out["likes"] + out["comments"] + out["shares"] + out["follows"]) / views
+    out["completion_rate"] = out["completed"] / g["view"].sum().clip(lower=1)
+    if follows is not None and len(follows):
+        f = follows.groupby("creator_id")["follows"].sum()
+        out["followers"] = f.reindex(out.index).fillna(0).astype(int)
+        last7 = follows[follows["day"] > follows["day"].max() - 7].groupby("creator_id")["follows"].sum()
+        out["net_growth_7d"] = last7.reindex(out.index).fillna(0).astype(int)
+    if attributed is not None and len(attributed) and "creator_id" in attributed.columns:
+        a = attributed.groupby("creator_id")[["revenue", "buyers", "viewers"]].sum()
+        out["attributed_revenue"] = a["revenue"].reindex(out.index).fillna(0.0)
+        out["video_to_course_conversion"] = (
+            (a["buyers"] / a["viewers"].clip(lower=1)).reindex(out.index).fillna(0.0)
+        )
+    rev = out["direct_revenue"] + out.get("attributed_revenue", 0.0)
+    out["revenue_per_1000_views"] = rev * 1000.0 / views
+    return out.reset_index().sort_values("views", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def content_pillars(item_stats: pd.DataFrame, creator_id: str | None = None) -> pd.DataFrame:
+    """Per (creator, tag): items, views, engagement rate and revenue: which topics carry the brand."""
+    s = item_stats if creator_id is None else item_stats[item_stats["creator_id"] == creator_id]
+    rows = []
+    for r in s.itertuples(index=False):
+        for t in tags_of(r.tags):
+            eng = r.like + r.comment + r.share + r.follow
+            rows.append((r.creator_id, t, 1, r.view + r.live_join, eng, r.revenue))
+    df = pd.DataFrame(rows, columns=["creator_id", "tag", "items", "views", "engagements", "revenue"])
+    out = df.groupby(["creator_id", "tag"], as_index=False).sum()
+    out["engagement_rate"] = out["engagements"] / out["views"].clip(lower=1)
+    out["views_per_item"] = out["views"] / out["items"]
+    return out.sort_values(["creator_id", "views"], ascending=[True, False], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def best_hours(hour_stats: pd.DataFrame, top: int = 3, offset_hours: int = 0) -> pd.DataFrame:
+    """Best hours to post short videos and to go live: hours ranked by engagements + purchases per view.
+
+    hour_stats: creator_id, kind, hour (UTC), views, engagements, purchases. ``offset_hours`` shifts to
+    local time (e.g. 8 for Beijing).
+    """
+    h = hour_stats.copy()
+    h["hour"] = (h["hour"].astype(int) + offset_hours) % 24
+    h = h.groupby(["creator_id", "kind", "hour"], as_index=False)[["views", "engagements", "purchases"]].sum()
+    h["score"] = h["views"] * (1.0 + (h["engagements"] + 5.0 * h["purchases"]) / h["views"].clip(lower=1))
+    h["what"] = np.where(h["kind"] == "live", "go_live", "post")
+    h = h[h["kind"].isin(["short_video", "live"])]
+    h = h.sort_values(["creator_id", "what", "score"], ascending=[True, True, False], kind="stable")
+    return h.groupby(["creator_id", "what"]).head(top).reset_index(drop=True)
+
+
+def sentiment_over_time(comments: pd.DataFrame, period_ms: int = 86_400_000) -> pd.DataFrame:
+    """Mean sentiment score (stored verdicts, 0..1) and comment counts per creator and period."""
+    c = comments[comments["sentiment_score"].notna()].copy()
+    c["period"] = c["ts"].astype(np.int64) // period_ms
+    out = c.groupby(["creator_id", "period"]).agg(
+        comments=("text", "size"), sentiment=("sentiment_score", "mean")
+    )
+    out = out.reset_index()
+    out["date"] = [pd.Timestamp(int(p) * period_ms, unit="ms").strftime("%Y-%m-%d") for p in out["period"]]
+    return out
+
+
+def share_of_voice(item_stats: pd.DataFrame, creator_topics: pd.DataFrame) -> pd.DataFrame:
+    """Per topic: each creator's share of the views of all creators who declare that topic."""
+    views = item_stats.groupby("creator_id")[["view", "live_join"]].sum().sum(axis=1).rename("views")
+    rows = []
+    for r in creator_topics.itertuples(index=False):
+        for t in tags_of(r.topics):
+            rows.append((t, r.creator_id))
+    ct = pd.DataFrame(rows, columns=["topic", "creator_id"]).drop_duplicates()
+    ct["views"] = ct["creator_id"].map(views).fillna(0.0)
+    ct["share_of_voice"] = ct["views"] / ct.groupby("topic")["views"].transform("sum").replace(0, np.nan)
+    ct["rank"] = ct.groupby("topic")["views"].rank(ascending=False, method="min").astype(int)
+    return ct.fillna({"share_of_voice": 0.0}).sort_values(["topic", "rank"]).reset_index(drop=True)
+
+
+def intent_count(texts: pd.Series) -> int:
+    return int(texts.astype(str).str.contains(PURCHASE_INTENT).sum())
+
+
+def rising_topics(
+    demand_now: pd.Series,
+    demand_before: pd.Series,
+    supply: pd.Series,
+    questions: pd.Series | None = None,
+    top: int = 10,
+) -> pd.DataFrame:
+    """Topics with rising demand and little supply: what to make next.
+
+    demand_*: views per tag in the recent and the previous window; supply: items per tag; questions:
+    live-room / comment questions per tag. score = growth x recent demand per item on offer.
+    """
+    tags = demand_now.index.union(demand_before.index).union(supply.index)
+    d = pd.DataFrame(index=tags)
+    d["demand_now"] = demand_now.reindex(tags).fillna(0.0)
+    d["demand_before"] = demand_before.reindex(tags).fillna(0.0)
+    d["supply"] = supply.reindex(tags).fillna(0).astype(int)
+    d["questions"] = questions.reindex(tags).fillna(0).astype(int) if questions is not None else 0
+    d["growth"] = (d["demand_now"] + 1.0) / (d["demand_before"] + 1.0)
+    d["demand_per_item"] = (d["demand_now"] + 10.0 * d["questions"]) / (d["supply"] + 1.0)
+    d["score"] = d["growth"] * d["demand_per_item"]
+    d = d[d["demand_now"] > 0]
+    return d.sort_values("score", ascending=False).head(top).rename_axis("tag").reset_index()
