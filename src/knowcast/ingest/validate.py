@@ -124,6 +124,10 @@ def _to_ms(dt: pd.Series) -> np.ndarray:
     return dt.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ms]").astype("int64").to_numpy()
 
 
+#: 9999-12-31T23:59:59.999Z: epoch numbers beyond this (either sign) are refused.
+MAX_ABS_EPOCH_MS = 253_402_300_799_999
+
+
 def parse_timestamps(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Epoch milliseconds (int64) from ISO 8601 strings or epoch seconds / milliseconds.
 
@@ -144,8 +148,13 @@ def parse_timestamps(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     is_num = np.asarray(num.notna(), dtype=bool)
     if is_num.any():
         v = num.to_numpy(dtype=float)[is_num]
-        ms = np.where(np.abs(v) < 1e11, v * 1000.0, v)
-        out[is_num] = np.round(ms).astype(np.int64)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values become inf, refused below
+            ms = np.where(np.abs(v) < 1e11, v * 1000.0, v)
+        # inf, and numbers past year 9999 either way, are not times (and would overflow int64 silently)
+        out_of_range = ~np.isfinite(ms) | (np.abs(ms) > MAX_ABS_EPOCH_MS)
+        idx = np.flatnonzero(is_num)
+        bad[idx[out_of_range]] = True
+        out[idx[~out_of_range]] = np.round(ms[~out_of_range]).astype(np.int64)
     rest = ~is_num
     if rest.any():
         strs = s[rest]
