@@ -72,6 +72,8 @@ class Catalog:
         self.kind = np.asarray(self.kind).astype(str)
         self.creator = np.asarray(self.creator)
         self._unit_features = None if self.features is None else l2_normalize_rows(self.features)
+        # computed once: a string isin over 100,000 kinds costs milliseconds, and every page asks for it
+        self._is_paid = np.isin(self.kind, list(PAID_KINDS)) & (np.nan_to_num(self.price) > 0)
 
     @property
     def n_items(self) -> int:
@@ -80,7 +82,7 @@ class Catalog:
     @property
     def is_paid(self) -> np.ndarray:
         """Paid kinds with a positive price (a free course is not an upsell)."""
-        return np.isin(self.kind, list(PAID_KINDS)) & (np.nan_to_num(self.price) > 0)
+        return self._is_paid
 
     @classmethod
     def from_frame(

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 
 from knowcast.domain import PAID_KINDS
 from knowcast.recommend.algorithms import ALGORITHMS, MostPopular, PopularInSegment, l2_normalize_rows
@@ -115,7 +115,12 @@ SURFACES = ("feed", "live", "next_course")
 #: The most recent events of a user read per request (a long history is summarised by its newest part).
 MAX_USER_EVENTS = 1000
 #: Candidates handed to the ranking policy (top by model score, after the hard filters).
-N_CANDIDATES = 200
+N_CANDIDATES = 100
+#: In a feed, at most one paid card in any this many consecutive slots.
+FEED_PAID_EVERY = 3
+#: Feed positions given to new items (fewer than ``COLD_ITEM_EVENTS`` interactions when trained).
+COLD_ITEM_POSITIONS = (3, 8)
+COLD_ITEM_EVENTS = 5
 FORMAT_VERSION = 1
 #: Users x paid items above which the next-purchase model is not trained (its features are dense).
 NPM_MAX_CELLS = 5_000_000
@@ -637,14 +642,20 @@ class ServedModel:
     feature_pos: dict[str, int] = field(init=False)
     segment_pos: dict[str, int] = field(init=False)
     promotes_by_item: sp.csr_matrix = field(init=False)
+    cold_ids: np.ndarray = field(init=False)
+    cold_tags: sp.csr_matrix = field(init=False)
 
     def __post_init__(self) -> None:
         self.promotes_by_item = sp.csr_matrix(self.promotes.T)  # row j: the promoters of item j
+        self.cold_ids = np.flatnonzero(
+            (self.item_events < COLD_ITEM_EVENTS) & ~self.catalog.is_paid & (self.catalog.kind != "live")
+        )
         self.unit_tags = sp.csr_matrix(l2_normalize_rows(self.tags))
         self.feature_pos = {t: k for k, t in enumerate(self.feature_names)}
         self.segment_pos = {str(s): k for k, s in enumerate(self.segment_labels.tolist()) if s}
         self.popular = np.asarray(self.popular, dtype=np.float32)
         self.segment_scores = np.asarray(self.segment_scores, dtype=np.float32)
+        self.cold_tags = sp.csr_matrix(self.unit_tags[self.cold_ids])
 
     @property
     def n_items(self) -> int:
@@ -654,16 +665,18 @@ class ServedModel:
 def _rebuild_als(model: Recommender) -> None:
     """implicit's engine object is not stored: rebuild it from the item factors for the fold-in."""
     from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
 
     p = model.get_params()
-    engine = AlternatingLeastSquares(
-        factors=model.item_factors_.shape[1],
-        regularization=p["regularization"],
-        alpha=p["alpha"],
-        iterations=p["iterations"],
-        random_state=p["random_state"],
-        num_threads=1,
-    )
+    with threadpool_limits(1, "blas"):  # implicit warns about a multi-threaded BLAS at construction
+        engine = AlternatingLeastSquares(
+            factors=model.item_factors_.shape[1],
+            regularization=p["regularization"],
+            alpha=p["alpha"],
+            iterations=p["iterations"],
+            random_state=p["random_state"],
+            num_threads=1,
+        )
     engine.item_factors = np.ascontiguousarray(model.item_factors_, dtype=np.float32)
     engine.user_factors = np.ascontiguousarray(model.user_factors_, dtype=np.float32)
     _ = engine.YtY  # computed once here rather than in the first request
@@ -989,18 +1002,22 @@ class _UserState:
         return df.assign(user_id=user_id)
 
 
+#: Built once: constructing a statement costs more than running this indexed query on SQLite.
+_USER_EVENTS = (
+    select(Event.type, Event.item_id, Event.ts, Event.watch_ratio, Event.props)
+    .where(Event.user_id == bindparam("user_id"), Event.type.not_in(("impression", "exposure")))
+    .order_by(Event.ts.desc())
+    .limit(MAX_USER_EVENTS)
+)
+
+
 def _user_state(engine: Engine, served: ServedModel, user_id: str) -> _UserState:
     """The user's current interaction row and context, from their newest events in the store.
 
     Plain Python over at most :data:`MAX_USER_EVENTS` rows: per request this is cheaper than a DataFrame.
     """
     with engine.connect() as c:
-        rows = c.execute(
-            select(Event.type, Event.item_id, Event.ts, Event.watch_ratio, Event.props)
-            .where(Event.user_id == user_id, Event.type.not_in(("impression", "exposure")))
-            .order_by(Event.ts.desc())
-            .limit(MAX_USER_EVENTS)
-        ).all()
+        rows = c.execute(_USER_EVENTS, {"user_id": user_id}).all()
     followed: set[str] = set()
     kept: list[tuple[str, str, int, float | None]] = []
     weights: dict[int, float] = {}
@@ -1218,13 +1235,6 @@ def recommend(
     }
 
 
-#: In a feed, at most one paid card in any this many consecutive slots.
-FEED_PAID_EVERY = 3
-#: Feed positions given to new items (fewer than ``COLD_ITEM_EVENTS`` interactions when trained).
-COLD_ITEM_POSITIONS = (3, 8)
-COLD_ITEM_EVENTS = 5
-
-
 def _promotion_reasons(
     served: ServedModel, catalog: Catalog, state: _UserState, page: list[Recommendation]
 ) -> None:
@@ -1249,18 +1259,22 @@ def _new_items(
 ) -> np.ndarray:
     """Free items with fewer than ``COLD_ITEM_EVENTS`` interactions at training, closest to the user's tag
     profile first: the content-based exposure new items get until they have feedback."""
-    cold = mask & (served.item_events < COLD_ITEM_EVENTS) & ~catalog.is_paid
-    cold_ids = np.flatnonzero(cold)
+    cold_ids = served.cold_ids[mask[served.cold_ids]]
     if len(cold_ids) == 0:
         return cold_ids
+    k = len(COLD_ITEM_POSITIONS)
     if state.row.nnz:
-        prof = l2_normalize_rows(state.row @ served.unit_tags)
-        sim = np.asarray((served.unit_tags[cold_ids] @ prof.T).todense()).ravel()
+        prof = np.asarray((state.row @ served.unit_tags).todense()).ravel()
+        sim = served.cold_tags @ (prof / max(float(np.linalg.norm(prof)), 1e-12))  # one CSR mat-vec
+        sim = sim[mask[served.cold_ids]]
     else:
         sim = np.zeros(len(cold_ids))
+    if len(cold_ids) > 4 * k:  # keep the best few (ties included), then order them exactly
+        top = np.argpartition(-sim, 4 * k)[: 4 * k]
+        cold_ids, sim = cold_ids[top], sim[top]
     # ties (e.g. a user without history) go to the item with the fewest interactions, then by id
     order = np.lexsort((cold_ids, served.item_events[cold_ids], -sim))
-    return cold_ids[order[: len(COLD_ITEM_POSITIONS)]]
+    return cold_ids[order[:k]]
 
 
 def _insert_new_items(
