@@ -28,6 +28,7 @@ from schemathesis.checks import (  # noqa: E402
     not_a_server_error,
     response_schema_conformance,
 )
+
 from tests.security.conftest import copy_store, make_app  # noqa: E402
 
 FAST_EXAMPLES = 15

@@ -16,10 +16,10 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from tests.conftest import pg_available, reset_pg
-from tests.security.conftest import bearer, copy_store, make_app, sign_in
 
 from knowcast.store import Store
+from tests.conftest import pg_available, reset_pg
+from tests.security.conftest import bearer, copy_store, make_app, sign_in
 
 SQLI = [
     "' OR '1'='1",

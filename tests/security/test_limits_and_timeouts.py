@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.security.conftest import bearer, make_app
 
 from knowcast.store import Store
+from tests.security.conftest import bearer, make_app
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "knowcast"

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.security.conftest import bearer, make_app
 
 from knowcast.api import ratelimit
 from knowcast.api.ratelimit import RateLimiter, TokenBuckets
 from knowcast.config import Settings
+from tests.security.conftest import bearer, make_app
 
 
 class Clock:
