@@ -205,3 +205,35 @@ def test_collaborative_similar_items(store) -> None:  # type: ignore[no-untyped-
     assert out["similar"][0]["item_id"] == served.item_ids[int(np.argmax(row))]
     only = svc.similar(store.engine, item, 5, kind="live")
     assert only is None or {s["kind"] for s in only["similar"]} == {"live"}
+
+
+def test_new_items_from_a_followed_creator_say_so(store) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import time
+
+    from knowcast.ingest.service import import_records
+
+    user = active_users(store, 1)[0]
+    svc.train(store.engine, "ease", validate=False)
+    creator = svc.recommend(store.engine, user, 10, "feed")["items"][0]["creator_id"]
+    with store.engine.begin() as conn:  # the creator's catalogue is one day old
+        conn.execute(
+            text("UPDATE items SET created_at = :t WHERE creator_id = :c"),
+            {"t": svc.datetime.fromtimestamp(time.time() - 86400, svc.UTC), "c": creator},
+        )
+    svc.train(store.engine, "ease", validate=False)
+    follow = {
+        "event_id": f"{PREFIX}follow",
+        "type": "follow",
+        "ts": int(time.time() * 1000),
+        "user_id": user,
+        "props": json.dumps({"creator_id": creator}),
+    }
+    assert import_records(store.engine, "events", [follow]).rows_written == 1
+    page = svc.recommend(store.engine, user, 10, "feed")["items"]
+    theirs = [it for it in page if it["creator_id"] == creator and not it["live_now"]]
+    assert theirs
+    assert all(it["reason_code"] == "followed_creator_new" for it in theirs)
+    with store.engine.connect() as conn:
+        name = conn.execute(text("SELECT name FROM creators WHERE id = :c"), {"c": creator}).scalar()
+    assert name and theirs[0]["reason"] == f"New from {name}, a creator you follow"

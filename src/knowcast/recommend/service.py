@@ -45,6 +45,7 @@ from knowcast.recommend.algorithms import ALGORITHMS, MostPopular, PopularInSegm
 from knowcast.recommend.base import Recommender, fit_with, top_n
 from knowcast.recommend.policy import Catalog, RankingPolicy, Recommendation, UserContext
 from knowcast.store.models import (
+    Creator,
     Event,
     Item,
     KeyValue,
@@ -151,6 +152,7 @@ def _items_frame(engine: Engine) -> pd.DataFrame:
             ).order_by(Item.id)
         ).all()
         promo = c.execute(select(Promotes.promoter_id, Promotes.item_id)).all()
+        names = dict(c.execute(select(Creator.id, Creator.name)).all())
     items = pd.DataFrame(
         rows, columns=["item_id", "kind", "creator_id", "price", "title", "tags", "created_at"]
     )
@@ -161,6 +163,7 @@ def _items_frame(engine: Engine) -> pd.DataFrame:
     items["tags"] = [list(t) if isinstance(t, list) else [] for t in items["tags"]]
     items["creator_id"] = items["creator_id"].fillna("").astype(str)
     items["title"] = items["title"].fillna("").astype(str)
+    items["creator_name"] = [names.get(c) or c for c in items["creator_id"]]
     return items
 
 
@@ -494,6 +497,7 @@ def train(
         "item_ids": item_ids,
         "kind": items["kind"].astype(str).to_numpy(),
         "creator": items["creator_id"].astype(str).to_numpy(),
+        "creator_name": items["creator_name"].astype(str).to_numpy(),
         "title": items["title"].astype(str).to_numpy(),
         "price": pd.to_numeric(items["price"], errors="coerce").fillna(0.0).to_numpy(np.float64),
         "created_at": np.array(
@@ -714,6 +718,7 @@ def load_artifact(path: str | Path, name: str = "default", version: int = 0) -> 
         titles=c["title"],
         created_at=c["created_at"],
         features=tags,
+        creator_names=dict(zip(c["creator"].tolist(), c["creator_name"].tolist(), strict=True)),
     )
     item_ids = c["item_ids"].astype(str)
     served = ServedModel(
