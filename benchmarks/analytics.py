@@ -187,7 +187,7 @@ def main() -> None:
 
     total = ref.groupby("step")["users"].sum()
     table = [
-        "| engine | funnel seconds (best of %d) | pandas in memory / engine |" % args.repeat,
+        f"| engine | funnel seconds (best of {args.repeat}) | pandas in memory / engine |",
         "| --- | ---: | ---: |",
     ]
     table += [f"| {n} | {t:.2f} | {r:.2f} |" for n, t, r in rows]
@@ -198,17 +198,18 @@ def main() -> None:
             "# Analytics: funnel speed",
             "",
             f"Command: `python benchmarks/analytics.py --events {args.events}`  ",
-            f"Machine: {os.cpu_count()} cores, no GPU ({platform.processor() or platform.machine()}), shared with "
-            "other jobs; date: " + datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            f"Machine: {os.cpu_count()} cores, no GPU ({platform.processor() or platform.machine()}), "
+            "shared with other jobs; date: " + datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "",
-            f"Funnel `view → click → add_to_cart → purchase`, ordered, 14-day window, breakdown by channel, over "
-            f"{args.events:,} events ({ev['user_id'].nunique():,} users). Users per step (all channels): {counts}.",
+            "Funnel `view → click → add_to_cart → purchase`, ordered, 14-day window, breakdown by channel,",
+            f"over {args.events:,} events ({ev['user_id'].nunique():,} users).",
+            f"Users per step (all channels): {counts}.",
             "Every engine's per-step counts were checked equal to the pandas peer's before timing was kept.",
             "",
             *table,
             "",
-            "A ratio above 1 means the database is faster than pandas on data already in memory. The target is",
-            "under 5 s per engine at 10,000,000 events.",
+            "A ratio above 1 means the database is faster than pandas on data already in memory.",
+            "The target is under 5 s per engine at 10,000,000 events.",
             "",
         ]
     )

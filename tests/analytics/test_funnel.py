@@ -75,9 +75,11 @@ def test_window_and_modes_on_small_log(tmp_path) -> None:  # type: ignore[no-unt
         # u2: click before view (not ordered), then view, then cart (click needed before cart)
         ("b1", "click", 0, "u2"), ("b2", "view", 10, "u2"), ("b3", "add_to_cart", 20, "u2"),
         # u3: view, like in between, click, cart: ordered yes, strict no (like in between)
-        ("c1", "view", 0, "u3"), ("c2", "like", 5, "u3"), ("c3", "click", 10, "u3"), ("c4", "add_to_cart", 20, "u3"),
+        ("c1", "view", 0, "u3"), ("c2", "like", 5, "u3"), ("c3", "click", 10, "u3"),
+        ("c4", "add_to_cart", 20, "u3"),
         # u4: view, click, refund, cart: excluded when refund is an exclusion between steps 2 and 3
-        ("d1", "view", 0, "u4"), ("d2", "click", 5, "u4"), ("d3", "refund", 7, "u4"), ("d4", "add_to_cart", 9, "u4"),
+        ("d1", "view", 0, "u4"), ("d2", "click", 5, "u4"), ("d3", "refund", 7, "u4"),
+        ("d4", "add_to_cart", 9, "u4"),
     ]  # fmt: skip
     rows = [
         {"event_id": i, "type": t, "ts": 1_700_000_000_000 + ts, "user_id": u, "item_id": "v1",

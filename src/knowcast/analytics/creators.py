@@ -16,7 +16,8 @@ import pandas as pd
 ENGAGEMENTS = ("like", "comment", "share", "follow")
 #: Comments that ask how to buy or what it costs: an early signal of commercial value.
 PURCHASE_INTENT = re.compile(
-    r"怎么买|多少钱|哪里买|在哪买|链接|怎么报名|报名|价格|优惠|上车|求购|how much|price|where (?:to|can i) buy|link",
+    r"怎么买|多少钱|哪里买|在哪买|链接|怎么报名|报名|价格|优惠|上车|求购"
+    r"|how much|price|where (?:to|can i) buy|link",
     re.IGNORECASE,
 )
 

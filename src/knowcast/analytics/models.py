@@ -86,7 +86,8 @@ class ScoreModel:
 
 
 CHURN_FEATURES = (
-    "n_view", "n_like", "n_comment", "n_share", "n_click", "n_add_to_cart", "n_purchase", "n_live_join", "n_tip",
+    "n_view", "n_like", "n_comment", "n_share", "n_click", "n_add_to_cart", "n_purchase", "n_live_join",
+    "n_tip",
     "active_days", "recency_days", "tenure_days", "spend", "watch_ratio",
 )  # fmt: skip
 

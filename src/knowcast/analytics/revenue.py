@@ -43,7 +43,8 @@ def revenue_report(
 ) -> dict[str, Any]:
     """Net revenue by stream (or creator, item, channel, day) plus ARPU, ARPPU, paying ratio and AOV.
 
-    rows: day, type, kind, creator_id, item_id, channel, in_live, events, payers, amount (queries.revenue_rows).
+    rows: day, type, kind, creator_id, item_id, channel, in_live, events, payers, amount
+    (queries.revenue_rows).
     totals: active, payers, net, orders, gross_purchases (queries.payer_totals).
     ad_views: item_id, creator_id, views; ad revenue = views x cpm / 1000, of which ``creator_share`` goes
     to the creator (reported as the ``ads_creator_share`` stream; the platform keeps the rest).
@@ -63,8 +64,8 @@ def revenue_report(
         r["refunds"] = np.where(r["type"] == "refund", r["amount"].astype(float).abs(), 0.0)
         r["orders"] = np.where(r["type"] == "purchase", r["events"], 0)
     else:
-        r = pd.DataFrame(columns=["stream", "creator_id", "item_id", "channel", "day", "net", "gross", "refunds",
-                                  "orders"])  # fmt: skip
+        cols = ["stream", "creator_id", "item_id", "channel", "day", "net", "gross", "refunds", "orders"]
+        r = pd.DataFrame(columns=cols)
     key = {
         "stream": "stream",
         "creator": "creator_id",
