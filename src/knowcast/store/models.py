@@ -309,3 +309,71 @@ class RoomMinute(Base):
     leaves: Mapped[int] = mapped_column(Integer, default=0)
     viewers: Mapped[int] = mapped_column(Integer, default=0)
     sentiment: Mapped[float | None] = mapped_column(Float)
+
+
+# Funnels and per-user step lookups read (type, user_id, ts) ranges without touching the table; the analytics
+# funnel query takes its fast path when an index led by (type, user_id) exists.
+Index("ix_events_type_user_ts", Event.type, Event.user_id, Event.ts)
+
+
+class RollupItemDay(Base):
+    """Per (time-zone offset, local day, item) event counts and amounts, kept by ``services.rollups``.
+
+    The dashboard's day charts and top lists sum these instead of scanning the event log; a day is recomputed
+    only when its events change. ``item_id`` is '' for events without an item.
+    """
+
+    __tablename__ = "rollup_item_day"
+
+    off_min: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    impressions: Mapped[int] = mapped_column(Integer, default=0)
+    views: Mapped[int] = mapped_column(Integer, default=0)
+    watch_s: Mapped[float] = mapped_column(Float, default=0.0)
+    ratio_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    engagements: Mapped[int] = mapped_column(Integer, default=0)
+    follows: Mapped[int] = mapped_column(Integer, default=0)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)
+    carts: Mapped[int] = mapped_column(Integer, default=0)
+    purchases: Mapped[int] = mapped_column(Integer, default=0)
+    gmv: Mapped[float] = mapped_column(Float, default=0.0)
+    subscribes: Mapped[int] = mapped_column(Integer, default=0)
+    sub_amount: Mapped[float] = mapped_column(Float, default=0.0)
+    tips: Mapped[int] = mapped_column(Integer, default=0)
+    tip_amount: Mapped[float] = mapped_column(Float, default=0.0)
+    refunds: Mapped[int] = mapped_column(Integer, default=0)
+    refund_amount: Mapped[float] = mapped_column(Float, default=0.0)
+    refund_abs: Mapped[float] = mapped_column(Float, default=0.0)
+    live_joins: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RollupUserDay(Base):
+    """Per (time-zone offset, local day, user) activity: one row per user active that day (any event type
+    except impression and exposure). Distinct-user numbers (daily actives, 7-day actives, payers, retention
+    cohorts, activity tiers) count these rows instead of running COUNT(DISTINCT) over the event log."""
+
+    __tablename__ = "rollup_user_day"
+
+    off_min: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    paying: Mapped[int] = mapped_column(Integer, default=0)
+    views: Mapped[int] = mapped_column(Integer, default=0)
+    pays: Mapped[int] = mapped_column(Integer, default=0)
+    last_ts: Mapped[int | None] = mapped_column(BigInteger)
+
+    # Per-user questions (first active day, retention returns) read this index alone.
+    __table_args__ = (Index("ix_rollup_user_day_user", "off_min", "user_id", "views", "day"),)
+
+
+class RollupDay(Base):
+    """The signature (event count, sum of ts) of each rolled-up local day: a day is recomputed when the event
+    log's signature for it differs (new, late or deleted events)."""
+
+    __tablename__ = "rollup_days"
+
+    off_min: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n_events: Mapped[int] = mapped_column(BigInteger, default=0)
+    ts_sum: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -72,7 +72,7 @@ def overview(request: Request) -> HTMLResponse:
         return render(request, "overview.html", page_title="Overview", empty=True)
     eng = engine_of(request)
     days = _fill(q.daily_kpis(eng, w["start"], w["end"], w["off"], creator), w["days"], KPI_KEYS)
-    last7 = q.window_totals(eng, w["end"] - 7 * DAY, w["end"], creator)
+    last7 = q.window_totals(eng, w["end"] - 7 * DAY, w["end"], creator, w["off"])
     cards = []
     for key, label, digits, pct in (
         ("active_users", "Active users", 0, False),
@@ -130,8 +130,20 @@ def overview(request: Request) -> HTMLResponse:
     )
     rev.figure["layout"]["barmode"] = "relative"
     flags = q.anomalies(days, ("active_users", "views", "gmv", "revenue", "paying_users"))
-    top_i = q.top_items(eng, w["end"] - 7 * DAY, w["end"], creator)
-    top_c = [] if creator else q.top_creators(eng, w["end"] - 7 * DAY, w["end"])
+    top_i = q.top_items(eng, w["end"] - 7 * DAY, w["end"], creator, off_ms=w["off"])
+    from knowcast.web.cache import cached
+
+    # The audience column counts distinct users over the top creators' events: cached per data version.
+    top_c = (
+        []
+        if creator
+        else cached(
+            eng,
+            "top_creators",
+            f"{w['end']}:{w['off']}",
+            lambda: q.top_creators(eng, w["end"] - 7 * DAY, w["end"], off_ms=w["off"]),
+        )
+    )
     return render(
         request,
         "overview.html",
@@ -215,11 +227,15 @@ def _item_funnel(eng: Any, it: dict) -> tuple[list[str], list[int], str]:
         if it["kind"] in ("short_video", "live"):
             steps = steps[:2] + [{"type": "like", "where": {"item_id": it["id"]}, "name": "like"}]
     try:
-        from knowcast.analytics.funnel import FunnelSpec, summarize_funnel
-        from knowcast.analytics.queries import funnel_users
+        from knowcast.analytics.funnel import FunnelSpec, ordered_funnel_pandas, summarize_funnel
 
         spec = FunnelSpec(steps=tuple(steps), window_ms=7 * DAY)
-        res = summarize_funnel(funnel_users(eng, spec), spec)
+        # Every step is filtered to this item (or the items it promotes): read only those items' events
+        # through the (item_id, ts) index and run the analytics module's in-memory ordered funnel (the SQL
+        # funnel's tested peer) instead of a store-wide funnel query.
+        ids = sorted({it["id"], *[p["id"] for p in it["promotes"]]})
+        types = tuple(sorted({s_["type"] for s_ in steps}))
+        res = summarize_funnel(ordered_funnel_pandas(q.item_funnel_events(eng, ids, types), spec), spec)
         st = res.steps[res.steps["group"] == "(all)"].sort_values("step")
         names = [s["name"] for s in steps]
         vals = [int(v) for v in st["users"].tolist()]
@@ -389,13 +405,7 @@ def segment_page(request: Request, seg_id: str) -> HTMLResponse:
     elif seg_id in q.TIER_TEXT:
         _, hi = q.data_bounds(eng)
         recent = (hi or 0) - 7 * DAY
-        tier_case = """CASE WHEN MAX(CASE WHEN type IN ('purchase', 'subscribe') THEN 1 ELSE 0 END) = 1 THEN 'payers'
-                      WHEN MAX(ts) < :recent THEN 'dormant'
-                      WHEN SUM(CASE WHEN type = 'view' THEN 1 ELSE 0 END) >= 10 THEN 'engaged' ELSE 'casual' END"""
-        member_sql = (
-            f"SELECT user_id FROM events WHERE type IN ('view', 'purchase', 'subscribe') "
-            f"GROUP BY user_id HAVING {tier_case} = :tier"
-        )
+        member_sql = f"SELECT user_id FROM ({q.tier_users_sql(eng)}) tu WHERE tier = :tier"
         params = {"recent": recent, "tier": seg_id}
         seg = {
             "id": seg_id,
@@ -406,8 +416,12 @@ def segment_page(request: Request, seg_id: str) -> HTMLResponse:
         }
     else:
         raise NotFound(f"no segment {seg_id!r}")
-    prof = q.segment_profile(eng, member_sql, params)
-    members = q._rows(eng, f"SELECT user_id FROM ({member_sql}) m LIMIT 20", **params)
+    from knowcast.web.cache import cached
+
+    # A segment's profile aggregates all its members' events (seconds for a big segment): cached until the
+    # event log changes.
+    prof = cached(eng, "segment", seg_id, lambda: q.segment_profile(eng, member_sql, params))
+    members = q._rows(eng, f"SELECT user_id FROM ({member_sql}) m ORDER BY user_id LIMIT 20", **params)
     return render(
         request,
         "segment.html",
@@ -581,7 +595,8 @@ def creator_page(request: Request, creator_id: str) -> HTMLResponse:
         raise NotFound(f"no creator {creator_id!r}")
     lang = _lang(request)
     off = tz_offset_min(request) * 60_000
-    daily = q.creator_daily(eng, creator_id, off)
+    ev = q.creator_events(eng, creator_id)  # read once, shared by the day, hour and audience charts
+    daily = q.creator_daily(eng, creator_id, off, ev)
     charts = []
     if daily:
         labels = [day_label(int(d["day"])) for d in daily]
@@ -610,7 +625,7 @@ def creator_page(request: Request, creator_id: str) -> HTMLResponse:
                 },
             )
         )
-    hours = q.creator_hours(eng, creator_id, off)
+    hours = q.creator_hours(eng, creator_id, off, ev)
     if hours:
         charts.append(
             ch.bar_chart(
@@ -622,7 +637,7 @@ def creator_page(request: Request, creator_id: str) -> HTMLResponse:
                 height=260,
             )
         )
-    aud = q.creator_audience(eng, creator_id)
+    aud = q.creator_audience(eng, creator_id, ev)
     if aud["channels"]:
         charts.append(
             ch.chart(

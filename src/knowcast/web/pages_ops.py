@@ -501,9 +501,13 @@ def retention_page(request: Request, period: str = "day") -> HTMLResponse:
     lang = lang_of(request)
     chart, error = None, None
     try:
-        from knowcast.analytics.queries import retention_counts
+        # The rollup answers the same question as the analytics query without grouping the event log.
+        got = q.view_retention(eng, period)
+        if got is None:
+            from knowcast.analytics.queries import retention_counts
 
-        sizes, ret = retention_counts(eng, start_types=("view",), return_types=("view",), period=period)
+            got = retention_counts(eng, start_types=("view",), return_types=("view",), period=period)
+        sizes, ret = got
     except ModuleNotFoundError:
         sizes, ret, error = None, None, "the analytics module is not installed in this build"
     if sizes is not None and len(sizes):
@@ -575,25 +579,10 @@ def attribution_page(request: Request, lookback: int = 7) -> HTMLResponse:
     lookback = max(1, min(60, lookback))
     chart, table, error = None, [], None
     try:
-        from knowcast.analytics import attribution as at
-        from knowcast.analytics.queries import channel_touches, conversions
+        from knowcast.web.cache import cached
 
-        touches = channel_touches(eng)
-        conv = conversions(eng)
-        if len(conv) and len(touches):
-            if "value" not in conv.columns and "amount" in conv.columns:
-                conv = conv.rename(columns={"amount": "value"})
-            journeys = at.build_journeys(touches, conv, lookback * DAY)
-            models = {"heuristics": at.heuristic_models(journeys)}
-            try:
-                models["markov"] = at.markov(journeys)
-            except Exception:  # noqa: S110
-                pass
-            try:
-                models["shapley"] = at.shapley(journeys)
-            except Exception:  # noqa: S110
-                pass
-            table = _attribution_table(models)
+        # Journeys over the whole log take seconds: computed once per data version (and shared by workers).
+        table = cached(eng, "attribution", str(lookback), lambda: attribution_table(eng, lookback))
     except ModuleNotFoundError:
         error = "the analytics module is not installed in this build"
     except (ValueError, KeyError) as exc:
@@ -619,6 +608,30 @@ def attribution_page(request: Request, lookback: int = 7) -> HTMLResponse:
         error=error,
         charts_needed=chart is not None,
     )
+
+
+def attribution_table(eng: Any, lookback: int) -> list[dict]:
+    """Conversions credited per channel by each attribution model of the analytics area."""
+    from knowcast.analytics import attribution as at
+    from knowcast.analytics.queries import channel_touches, conversions
+
+    touches = channel_touches(eng)
+    conv = conversions(eng)
+    if not (len(conv) and len(touches)):
+        return []
+    if "value" not in conv.columns and "amount" in conv.columns:
+        conv = conv.rename(columns={"amount": "value"})
+    journeys = at.build_journeys(touches, conv, lookback * DAY)
+    models = {"heuristics": at.heuristic_models(journeys)}
+    try:
+        models["markov"] = at.markov(journeys)
+    except Exception:  # noqa: S110
+        pass
+    try:
+        models["shapley"] = at.shapley(journeys)
+    except Exception:  # noqa: S110
+        pass
+    return _attribution_table(models)
 
 
 def _attribution_table(models: dict[str, Any]) -> list[dict]:

@@ -15,12 +15,12 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from knowcast.services.rollups import ACTIVE_TYPES, ensure_fresh
+
 DAY_MS = 86_400_000
 MONEY = ("purchase", "subscribe", "tip", "refund")
-ACTIVE_TYPES = (
-    "view", "like", "comment", "share", "follow", "click", "add_to_cart", "purchase", "refund", "subscribe",
-    "tip", "live_join", "live_leave",
-)  # fmt: skip
+#: Rollups can be switched off (tests compare both paths; a store without migration 0003 falls back alone).
+USE_ROLLUPS = True
 
 
 def _rows(engine: Engine, sql: str, **params: Any) -> list[dict[str, Any]]:
@@ -39,16 +39,40 @@ def _creator_clause(creator: str | None, col: str = "item_id") -> str:
     return f" AND {col} IN (SELECT id FROM items WHERE creator_id = :creator)" if creator else ""
 
 
+def _rollup_days(engine: Engine, start_ms: int, end_ms: int, off_ms: int) -> tuple[int, int, int] | None:
+    """(offset minutes, first day, last day) when [start, end) is whole local days and the rollups of that
+    offset are current; None means "use the event log" (rollups off, missing, or a partial-day range)."""
+    if not USE_ROLLUPS or off_ms % 60_000 or (start_ms + off_ms) % DAY_MS or (end_ms + off_ms) % DAY_MS:
+        return None
+    off_min = off_ms // 60_000
+    if ensure_fresh(engine, off_min) is None:
+        return None
+    return off_min, (start_ms + off_ms) // DAY_MS, (end_ms + off_ms) // DAY_MS - 1
+
+
+def rollups_on(engine: Engine) -> bool:
+    """Whether the offset-0 rollups can answer (all-time and per-user questions use offset 0)."""
+    return USE_ROLLUPS and ensure_fresh(engine, 0) is not None
+
+
+#: Creator-scoped queries join from the creator's items and hide ``type`` from the planner (``type || ''``)
+#: so that SQLite walks the (item_id, ts) index of those few items instead of a whole event type.
+def _creator_events(creator_param: str = ":creator") -> str:
+    return f"items ci CROSS JOIN events e WHERE e.item_id = ci.id AND ci.creator_id = {creator_param}"
+
+
 # ----------------------------------------------------------------------------- bounds
 def data_bounds(engine: Engine) -> tuple[int | None, int | None]:
-    """Earliest and latest event time; per-type MIN/MAX so each is an index lookup, not a table scan."""
+    """Earliest and latest event time; per-type MIN and MAX as separate statements, so each is one seek
+    at an end of the (type, ts) index (SQLite scans the range when one statement asks for both)."""
     lo, hi = None, None
     with engine.connect() as c:
         for t in ("impression", "view", "purchase", "comment", "live_join", "exposure", "click"):
-            r = c.execute(text("SELECT MIN(ts), MAX(ts) FROM events WHERE type = :t"), {"t": t}).one()
-            if r[0] is not None:
-                lo = r[0] if lo is None else min(lo, r[0])
-                hi = r[1] if hi is None else max(hi, r[1])
+            a = c.execute(text("SELECT MIN(ts) FROM events WHERE type = :t"), {"t": t}).scalar()
+            if a is not None:
+                b = c.execute(text("SELECT MAX(ts) FROM events WHERE type = :t"), {"t": t}).scalar()
+                lo = a if lo is None else min(lo, a)
+                hi = b if hi is None else max(hi, b)
     return lo, hi
 
 
@@ -61,27 +85,7 @@ def counts(engine: Engine) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- overview
-def daily_kpis(
-    engine: Engine, start_ms: int, end_ms: int, off_ms: int = 0, creator: str | None = None
-) -> list[dict]:
-    """Per day (viewer's time zone): active users, views, watch hours, GMV, revenue by stream, payers."""
-    ph, params = _in("t", ACTIVE_TYPES)
-    sql = f"""
-        SELECT (ts + :off) / {DAY_MS} AS day,
-               COUNT(DISTINCT user_id) AS active_users,
-               SUM(CASE WHEN type = 'view' THEN 1 ELSE 0 END) AS views,
-               SUM(CASE WHEN type = 'view' THEN COALESCE(watch_seconds, 0) ELSE 0 END) / 3600.0 AS watch_hours,
-               SUM(CASE WHEN type = 'purchase' THEN COALESCE(amount, 0) ELSE 0 END) AS gmv,
-               SUM(CASE WHEN type = 'subscribe' THEN COALESCE(amount, 0) ELSE 0 END) AS subscriptions,
-               SUM(CASE WHEN type = 'tip' THEN COALESCE(amount, 0) ELSE 0 END) AS tips,
-               SUM(CASE WHEN type = 'refund' THEN COALESCE(amount, 0) ELSE 0 END) AS refunds,
-               COUNT(DISTINCT CASE WHEN type IN ('purchase', 'subscribe', 'tip') THEN user_id END) AS paying_users
-        FROM events
-        WHERE type IN ({ph}) AND ts >= :lo AND ts < :hi {_creator_clause(creator)}
-        GROUP BY (ts + :off) / {DAY_MS}
-        ORDER BY day
-    """
-    rows = _rows(engine, sql, lo=start_ms, hi=end_ms, off=off_ms, creator=creator, **params)
+def _kpi_finish(rows: list[dict]) -> list[dict]:
     for r in rows:
         r["revenue"] = (r["gmv"] or 0) + (r["subscriptions"] or 0) + (r["tips"] or 0) - abs(r["refunds"] or 0)
         r["conversion"] = (r["paying_users"] / r["active_users"]) if r["active_users"] else 0.0
@@ -89,45 +93,159 @@ def daily_kpis(
     return rows
 
 
-def window_totals(engine: Engine, start_ms: int, end_ms: int, creator: str | None = None) -> dict[str, Any]:
-    """Distinct users over a whole window (not the sum of daily actives)."""
+def daily_kpis(
+    engine: Engine, start_ms: int, end_ms: int, off_ms: int = 0, creator: str | None = None
+) -> list[dict]:
+    """Per day (viewer's time zone): active users, views, watch hours, GMV, revenue by stream, payers."""
+    r = None if creator else _rollup_days(engine, start_ms, end_ms, off_ms)
+    if r is not None:
+        o, d0, d1 = r
+        sums = _rows(
+            engine,
+            """SELECT day, SUM(views) AS views, SUM(watch_s) / 3600.0 AS watch_hours, SUM(gmv) AS gmv,
+                      SUM(sub_amount) AS subscriptions, SUM(tip_amount) AS tips, SUM(refund_amount) AS refunds
+               FROM rollup_item_day WHERE off_min = :o AND day >= :d0 AND day <= :d1 GROUP BY day""",
+            o=o, d0=d0, d1=d1,
+        )  # fmt: skip
+        users = {
+            int(u["day"]): u
+            for u in _rows(
+                engine,
+                """SELECT day, COUNT(*) AS active_users, SUM(paying) AS paying_users FROM rollup_user_day
+                   WHERE off_min = :o AND day >= :d0 AND day <= :d1 GROUP BY day""",
+                o=o, d0=d0, d1=d1,
+            )  # fmt: skip
+        }
+        rows = []
+        for x in sorted(sums, key=lambda x: x["day"]):
+            u = users.get(int(x["day"]), {})
+            if not u and not x["views"] and not any(x[k] for k in ("gmv", "subscriptions", "tips", "refunds")):
+                continue  # only impressions/exposures that day: the event log query has no row either
+            rows.append({**x, "active_users": u.get("active_users", 0), "paying_users": u.get("paying_users") or 0})
+        return _kpi_finish(rows)
     ph, params = _in("t", ACTIVE_TYPES)
+    if creator:
+        src = _creator_events()
+        type_col = "(e.type || '')"
+    else:
+        src, type_col = "events e WHERE 1 = 1", "e.type"
     sql = f"""
-        SELECT COUNT(DISTINCT user_id) AS active_users,
-               COUNT(DISTINCT CASE WHEN type IN ('purchase', 'subscribe', 'tip') THEN user_id END) AS paying_users
-        FROM events WHERE type IN ({ph}) AND ts >= :lo AND ts < :hi {_creator_clause(creator)}
+        SELECT (e.ts + :off) / {DAY_MS} AS day,
+               COUNT(DISTINCT e.user_id) AS active_users,
+               SUM(CASE WHEN e.type = 'view' THEN 1 ELSE 0 END) AS views,
+               SUM(CASE WHEN e.type = 'view' THEN COALESCE(e.watch_seconds, 0) ELSE 0 END) / 3600.0 AS watch_hours,
+               SUM(CASE WHEN e.type = 'purchase' THEN COALESCE(e.amount, 0) ELSE 0 END) AS gmv,
+               SUM(CASE WHEN e.type = 'subscribe' THEN COALESCE(e.amount, 0) ELSE 0 END) AS subscriptions,
+               SUM(CASE WHEN e.type = 'tip' THEN COALESCE(e.amount, 0) ELSE 0 END) AS tips,
+               SUM(CASE WHEN e.type = 'refund' THEN COALESCE(e.amount, 0) ELSE 0 END) AS refunds,
+               COUNT(DISTINCT CASE WHEN e.type IN ('purchase', 'subscribe', 'tip') THEN e.user_id END)
+                 AS paying_users
+        FROM {src} AND {type_col} IN ({ph}) AND e.ts >= :lo AND e.ts < :hi
+        GROUP BY (e.ts + :off) / {DAY_MS}
+        ORDER BY day
+    """
+    rows = _rows(engine, sql, lo=start_ms, hi=end_ms, off=off_ms, creator=creator, **params)
+    return _kpi_finish(rows)
+
+
+def window_totals(
+    engine: Engine, start_ms: int, end_ms: int, creator: str | None = None, off_ms: int = 0
+) -> dict[str, Any]:
+    """Distinct users over a whole window (not the sum of daily actives)."""
+    r = None if creator else _rollup_days(engine, start_ms, end_ms, off_ms)
+    if r is not None:
+        o, d0, d1 = r
+        return _rows(
+            engine,
+            """SELECT COUNT(DISTINCT user_id) AS active_users,
+                      COUNT(DISTINCT CASE WHEN paying = 1 THEN user_id END) AS paying_users
+               FROM rollup_user_day WHERE off_min = :o AND day >= :d0 AND day <= :d1""",
+            o=o, d0=d0, d1=d1,
+        )[0]  # fmt: skip
+    ph, params = _in("t", ACTIVE_TYPES)
+    src, type_col = (_creator_events(), "(e.type || '')") if creator else ("events e WHERE 1 = 1", "e.type")
+    sql = f"""
+        SELECT COUNT(DISTINCT e.user_id) AS active_users,
+               COUNT(DISTINCT CASE WHEN e.type IN ('purchase', 'subscribe', 'tip') THEN e.user_id END)
+                 AS paying_users
+        FROM {src} AND {type_col} IN ({ph}) AND e.ts >= :lo AND e.ts < :hi
     """
     return _rows(engine, sql, lo=start_ms, hi=end_ms, creator=creator, **params)[0]
 
 
 def top_items(
-    engine: Engine, start_ms: int, end_ms: int, creator: str | None = None, n: int = 10
+    engine: Engine, start_ms: int, end_ms: int, creator: str | None = None, n: int = 10, off_ms: int = 0
 ) -> list[dict]:
+    cf = "AND i.creator_id = :creator" if creator else ""
+    r = _rollup_days(engine, start_ms, end_ms, off_ms)
+    if r is not None:
+        o, d0, d1 = r
+        sql = f"""
+            SELECT r.item_id, i.title, i.kind, i.creator_id, SUM(r.views) AS views, SUM(r.purchases) AS orders,
+                   SUM(r.gmv) AS gmv
+            FROM rollup_item_day r JOIN items i ON i.id = r.item_id
+            WHERE r.off_min = :o AND r.day >= :d0 AND r.day <= :d1 AND (r.views > 0 OR r.purchases > 0) {cf}
+            GROUP BY r.item_id, i.title, i.kind, i.creator_id
+            ORDER BY gmv DESC, views DESC, r.item_id LIMIT :n
+        """
+        return _rows(engine, sql, o=o, d0=d0, d1=d1, creator=creator, n=n)
     sql = f"""
         SELECT e.item_id, i.title, i.kind, i.creator_id,
                SUM(CASE WHEN e.type = 'view' THEN 1 ELSE 0 END) AS views,
                SUM(CASE WHEN e.type = 'purchase' THEN 1 ELSE 0 END) AS orders,
                SUM(CASE WHEN e.type = 'purchase' THEN COALESCE(e.amount, 0) ELSE 0 END) AS gmv
         FROM events e JOIN items i ON i.id = e.item_id
-        WHERE e.type IN ('view', 'purchase') AND e.ts >= :lo AND e.ts < :hi
-              {"AND i.creator_id = :creator" if creator else ""}
+        WHERE e.type IN ('view', 'purchase') AND e.ts >= :lo AND e.ts < :hi {cf}
         GROUP BY e.item_id, i.title, i.kind, i.creator_id
-        ORDER BY gmv DESC, views DESC LIMIT :n
+        ORDER BY gmv DESC, views DESC, e.item_id LIMIT :n
     """
     return _rows(engine, sql, lo=start_ms, hi=end_ms, creator=creator, n=n)
 
 
-def top_creators(engine: Engine, start_ms: int, end_ms: int, n: int = 10) -> list[dict]:
-    sql = """
-        SELECT i.creator_id, c.name,
-               SUM(CASE WHEN e.type = 'view' THEN 1 ELSE 0 END) AS views,
-               SUM(CASE WHEN e.type = 'purchase' THEN COALESCE(e.amount, 0) ELSE 0 END) AS gmv,
-               COUNT(DISTINCT e.user_id) AS audience
-        FROM events e JOIN items i ON i.id = e.item_id LEFT JOIN creators c ON c.id = i.creator_id
-        WHERE e.type IN ('view', 'purchase') AND e.ts >= :lo AND e.ts < :hi
-        GROUP BY i.creator_id, c.name ORDER BY gmv DESC, views DESC LIMIT :n
-    """
-    return _rows(engine, sql, lo=start_ms, hi=end_ms, n=n)
+def top_creators(engine: Engine, start_ms: int, end_ms: int, n: int = 10, off_ms: int = 0) -> list[dict]:
+    """Creators by GMV then views over the window, with their distinct audience (viewers and buyers)."""
+    r = _rollup_days(engine, start_ms, end_ms, off_ms)
+    if r is None:
+        sql = """
+            SELECT i.creator_id, c.name,
+                   SUM(CASE WHEN e.type = 'view' THEN 1 ELSE 0 END) AS views,
+                   SUM(CASE WHEN e.type = 'purchase' THEN COALESCE(e.amount, 0) ELSE 0 END) AS gmv,
+                   COUNT(DISTINCT e.user_id) AS audience
+            FROM events e JOIN items i ON i.id = e.item_id LEFT JOIN creators c ON c.id = i.creator_id
+            WHERE e.type IN ('view', 'purchase') AND e.ts >= :lo AND e.ts < :hi
+            GROUP BY i.creator_id, c.name ORDER BY gmv DESC, views DESC, i.creator_id LIMIT :n
+        """
+        return _rows(engine, sql, lo=start_ms, hi=end_ms, n=n)
+    o, d0, d1 = r
+    # Ranking from the rollup; the audience (distinct users: not additive over items) from the event log of
+    # the top creators' items only.
+    top = _rows(
+        engine,
+        """SELECT i.creator_id, c.name, SUM(r.views) AS views, SUM(r.gmv) AS gmv
+           FROM rollup_item_day r JOIN items i ON i.id = r.item_id LEFT JOIN creators c ON c.id = i.creator_id
+           WHERE r.off_min = :o AND r.day >= :d0 AND r.day <= :d1 AND (r.views > 0 OR r.purchases > 0)
+           GROUP BY i.creator_id, c.name ORDER BY gmv DESC, views DESC, i.creator_id LIMIT :n""",
+        o=o, d0=d0, d1=d1, n=n,
+    )  # fmt: skip
+    ids = [t["creator_id"] for t in top if t["creator_id"] is not None]
+    aud: dict[str, int] = {}
+    if ids:
+        ph, params = _in("c", ids)
+        aud = {
+            a["creator_id"]: a["audience"]
+            for a in _rows(
+                engine,
+                f"""SELECT ci.creator_id, COUNT(DISTINCT e.user_id) AS audience
+                    FROM items ci CROSS JOIN events e
+                    WHERE e.item_id = ci.id AND ci.creator_id IN ({ph})
+                          AND (e.type || '') IN ('view', 'purchase') AND e.ts >= :lo AND e.ts < :hi
+                    GROUP BY ci.creator_id""",
+                lo=start_ms, hi=end_ms, **params,
+            )  # fmt: skip
+        }
+    for t in top:
+        t["audience"] = aud.get(t["creator_id"], 0)
+    return top
 
 
 def anomalies(days: list[dict], metrics: tuple[str, ...], z: float = 3.0, min_rel: float = 0.5) -> list[dict]:
@@ -241,6 +359,10 @@ def item_stats(engine: Engine, ids: list[str]) -> dict[str, dict]:
     if not ids:
         return {}
     ph, params = _in("i", ids)
+    if rollups_on(engine):
+        sql = f"""SELECT item_id, SUM(views) AS views, SUM(purchases) AS orders, SUM(gmv) AS gmv
+                  FROM rollup_item_day WHERE off_min = 0 AND item_id IN ({ph}) GROUP BY item_id"""
+        return {r["item_id"]: r for r in _rows(engine, sql, **params) if r["views"] or r["orders"]}
     sql = f"""
         SELECT item_id, SUM(CASE WHEN type = 'view' THEN 1 ELSE 0 END) AS views,
                SUM(CASE WHEN type = 'purchase' THEN 1 ELSE 0 END) AS orders,
@@ -393,17 +515,27 @@ def segments(engine: Engine) -> list[dict]:
 
 def activity_tiers(engine: Engine, end_ms: int) -> list[dict]:
     """Built-in segments when none were computed yet: payers, engaged viewers, casual, dormant (7 days)."""
-    sql = """
-        SELECT tier, COUNT(*) AS size FROM (
-          SELECT user_id,
+    sql = f"""
+        SELECT tier, COUNT(*) AS size FROM ({tier_users_sql(engine)}) t
+        GROUP BY tier ORDER BY size DESC, tier
+    """
+    return _rows(engine, sql, recent=end_ms - 7 * DAY_MS)
+
+
+def tier_users_sql(engine: Engine) -> str:
+    """``SELECT user_id, tier`` for the built-in tiers (parameter ``:recent``): from the per-user-day rollup
+    when it is current, else from the event log (one GROUP BY over all views and payments)."""
+    if rollups_on(engine):
+        return """SELECT user_id,
+                 CASE WHEN MAX(pays) > 0 THEN 'payers' WHEN MAX(last_ts) < :recent THEN 'dormant'
+                      WHEN SUM(views) >= 10 THEN 'engaged' ELSE 'casual' END AS tier
+          FROM rollup_user_day WHERE off_min = 0 AND (views > 0 OR pays > 0) GROUP BY user_id"""
+    return """SELECT user_id,
                  CASE WHEN MAX(CASE WHEN type IN ('purchase', 'subscribe') THEN 1 ELSE 0 END) = 1 THEN 'payers'
                       WHEN MAX(ts) < :recent THEN 'dormant'
                       WHEN SUM(CASE WHEN type = 'view' THEN 1 ELSE 0 END) >= 10 THEN 'engaged'
                       ELSE 'casual' END AS tier
-          FROM events WHERE type IN ('view', 'purchase', 'subscribe') GROUP BY user_id) t
-        GROUP BY tier ORDER BY size DESC
-    """
-    return _rows(engine, sql, recent=end_ms - 7 * DAY_MS)
+          FROM events WHERE type IN ('view', 'purchase', 'subscribe') GROUP BY user_id"""
 
 
 TIER_TEXT = {
@@ -493,6 +625,17 @@ def seen_items(engine: Engine, user_id: str) -> set[str]:
 
 
 def popular_items(engine: Engine, since_ms: int, n: int = 200) -> list[dict]:
+    """Most viewed items since ``since_ms`` (from the rollup: whole UTC days from the one holding it)."""
+    if rollups_on(engine):
+        return _rows(
+            engine,
+            """SELECT r.item_id AS id, i.title, i.kind, i.tags, i.creator_id, r.views
+               FROM (SELECT item_id, SUM(views) AS views FROM rollup_item_day
+                     WHERE off_min = 0 AND day >= :d AND views > 0 GROUP BY item_id) r
+               JOIN items i ON i.id = r.item_id ORDER BY r.views DESC, r.item_id LIMIT :n""",
+            d=since_ms // DAY_MS,
+            n=n,
+        )
     return _rows(
         engine,
         """SELECT e.item_id AS id, i.title, i.kind, i.tags, i.creator_id, COUNT(*) AS views
@@ -642,6 +785,36 @@ def revenue_daily(
     engine: Engine, start_ms: int, end_ms: int, off_ms: int = 0, creator: str | None = None
 ) -> list[dict]:
     """Revenue per day and stream: course sales by paid kind, subscriptions, tips, refunds."""
+    r = _rollup_days(engine, start_ms, end_ms, off_ms)
+    if r is not None:
+        o, d0, d1 = r
+        cf = "AND i.creator_id = :creator" if creator else ""
+        sums = _rows(
+            engine,
+            f"""SELECT r.day, i.kind, SUM(r.purchases) AS purchases, SUM(r.gmv) AS gmv,
+                       SUM(r.subscribes) AS subscribes, SUM(r.sub_amount) AS sub_amount, SUM(r.tips) AS tips,
+                       SUM(r.tip_amount) AS tip_amount, SUM(r.refunds) AS refunds, SUM(r.refund_abs) AS refund_abs
+                FROM rollup_item_day r LEFT JOIN items i ON i.id = r.item_id
+                WHERE r.off_min = :o AND r.day >= :d0 AND r.day <= :d1 {cf}
+                      AND (r.purchases > 0 OR r.subscribes > 0 OR r.tips > 0 OR r.refunds > 0)
+                GROUP BY r.day, i.kind""",
+            o=o, d0=d0, d1=d1, creator=creator,
+        )  # fmt: skip
+        acc: dict[tuple[int, str], list[float]] = {}
+        for x in sums:
+            for stream, orders, amount in (
+                (x["kind"] or "purchase", x["purchases"], x["gmv"]),
+                ("subscribe", x["subscribes"], x["sub_amount"]),
+                ("tip", x["tips"], x["tip_amount"]),
+                ("refund", x["refunds"], -(x["refund_abs"] or 0)),
+            ):
+                if orders:
+                    a = acc.setdefault((int(x["day"]), stream), [0.0, 0])
+                    a[0] += amount or 0
+                    a[1] += orders
+        return [
+            {"day": d, "stream": st, "amount": a[0], "orders": a[1]} for (d, st), a in sorted(acc.items())
+        ]
     sql = f"""
         SELECT (e.ts + :off) / {DAY_MS} AS day,
                CASE WHEN e.type = 'purchase' THEN COALESCE(i.kind, 'purchase') ELSE e.type END AS stream,
@@ -677,29 +850,59 @@ def creator_row(engine: Engine, creator_id: str) -> dict | None:
     return rows[0] if rows else None
 
 
-def creator_daily(engine: Engine, creator_id: str, off_ms: int = 0) -> list[dict]:
-    sql = f"""
-        SELECT (e.ts + :off) / {DAY_MS} AS day,
-               SUM(CASE WHEN e.type = 'view' THEN 1 ELSE 0 END) AS views,
-               SUM(CASE WHEN e.type IN ('like', 'comment', 'share') THEN 1 ELSE 0 END) AS engagements,
-               SUM(CASE WHEN e.type = 'follow' THEN 1 ELSE 0 END) AS follows,
-               SUM(CASE WHEN e.type = 'purchase' THEN COALESCE(e.amount, 0) ELSE 0 END) AS gmv,
-               COUNT(DISTINCT e.user_id) AS audience
-        FROM events e WHERE e.type IN ('view', 'like', 'comment', 'share', 'follow', 'purchase')
-             AND e.item_id IN (SELECT id FROM items WHERE creator_id = :c)
-        GROUP BY (e.ts + :off) / {DAY_MS} ORDER BY day
-    """
-    return _rows(engine, sql, c=creator_id, off=off_ms)
+def creator_events(engine: Engine, creator_id: str) -> Any:
+    """The creator's events except impressions (ts, type, user_id, item_id, device, channel, watch_ratio,
+    amount): one walk of the (item_id, ts) index over the creator's items, shared by the creator page's
+    day, hour and audience charts."""
+    import pandas as pd
+
+    cols = ["ts", "type", "user_id", "item_id", "device", "channel", "watch_ratio", "amount"]
+    rows = _rows(
+        engine,
+        f"""SELECT e.ts, e.type, e.user_id, e.item_id, e.device, e.channel, e.watch_ratio, e.amount
+            FROM {_creator_events(":c")} AND (e.type || '') != 'impression'""",
+        c=creator_id,
+    )
+    return pd.DataFrame(rows, columns=cols)
 
 
-def creator_hours(engine: Engine, creator_id: str, off_ms: int = 0) -> list[dict]:
-    sql = """
-        SELECT ((e.ts + :off) / 3600000) % 24 AS hour, COUNT(*) AS views,
-               AVG(COALESCE(e.watch_ratio, 0)) AS avg_ratio
-        FROM events e WHERE e.type = 'view' AND e.item_id IN (SELECT id FROM items WHERE creator_id = :c)
-        GROUP BY ((e.ts + :off) / 3600000) % 24 ORDER BY hour
-    """
-    return _rows(engine, sql, c=creator_id, off=off_ms)
+def creator_daily(engine: Engine, creator_id: str, off_ms: int = 0, ev: Any = None) -> list[dict]:
+    """Per local day: views, engagements (like, comment, share), follows, GMV, distinct audience."""
+    ev = creator_events(engine, creator_id) if ev is None else ev
+    ev = ev[ev["type"].isin(("view", "like", "comment", "share", "follow", "purchase"))]
+    if not len(ev):
+        return []
+    t = ev["type"]
+    d = ev.assign(
+        day=(ev["ts"].astype("int64") + off_ms) // DAY_MS,
+        views=(t == "view").astype(int),
+        engagements=t.isin(("like", "comment", "share")).astype(int),
+        follows=(t == "follow").astype(int),
+        gmv=ev["amount"].fillna(0.0).astype(float).where(t == "purchase", 0.0),
+    )
+    g = d.groupby("day").agg(
+        views=("views", "sum"), engagements=("engagements", "sum"), follows=("follows", "sum"),
+        gmv=("gmv", "sum"), audience=("user_id", "nunique"),
+    )  # fmt: skip
+    return [
+        {"day": int(r["day"]), "views": int(r["views"]), "engagements": int(r["engagements"]),
+         "follows": int(r["follows"]), "gmv": float(r["gmv"]), "audience": int(r["audience"])}
+        for r in g.reset_index().to_dict("records")
+    ]  # fmt: skip
+
+
+def creator_hours(engine: Engine, creator_id: str, off_ms: int = 0, ev: Any = None) -> list[dict]:
+    """Views and mean watch ratio by local hour of day."""
+    ev = creator_events(engine, creator_id) if ev is None else ev
+    v = ev[ev["type"] == "view"]
+    if not len(v):
+        return []
+    h = v.assign(
+        hour=((v["ts"].astype("int64") + off_ms) // 3_600_000) % 24,
+        ratio=v["watch_ratio"].fillna(0.0).astype(float),
+    )
+    g = h.groupby("hour").agg(views=("ts", "size"), avg_ratio=("ratio", "mean"))
+    return [{"hour": int(k), "views": int(r["views"]), "avg_ratio": float(r["avg_ratio"])} for k, r in g.iterrows()]
 
 
 def creator_items(engine: Engine, creator_id: str) -> list[dict]:
@@ -732,22 +935,16 @@ def creator_video_value(engine: Engine, creator_id: str, window_ms: int = 7 * DA
     return _rows(engine, sql, c=creator_id, w=window_ms)
 
 
-def creator_audience(engine: Engine, creator_id: str) -> dict[str, list]:
-    devices = _rows(
-        engine,
-        """SELECT COALESCE(device, 'unknown') AS device, COUNT(DISTINCT user_id) AS users FROM events
-           WHERE type = 'view' AND item_id IN (SELECT id FROM items WHERE creator_id = :c)
-           GROUP BY COALESCE(device, 'unknown') ORDER BY users DESC""",
-        c=creator_id,
-    )
-    channels = _rows(
-        engine,
-        """SELECT COALESCE(channel, 'unknown') AS channel, COUNT(DISTINCT user_id) AS users FROM events
-           WHERE type = 'view' AND item_id IN (SELECT id FROM items WHERE creator_id = :c)
-           GROUP BY COALESCE(channel, 'unknown') ORDER BY users DESC""",
-        c=creator_id,
-    )
-    return {"devices": devices, "channels": channels}
+def creator_audience(engine: Engine, creator_id: str, ev: Any = None) -> dict[str, list]:
+    """Distinct viewers by device and by channel."""
+    ev = creator_events(engine, creator_id) if ev is None else ev
+    v = ev[ev["type"] == "view"]
+    out: dict[str, list] = {}
+    for col in ("device", "channel"):
+        g = v.assign(k=v[col].fillna("unknown")).groupby("k")["user_id"].nunique()
+        pairs = sorted(((str(k), int(n)) for k, n in g.items()), key=lambda p: (-p[1], p[0]))
+        out[col + "s"] = [{col: k, "users": n} for k, n in pairs]
+    return out
 
 
 # ----------------------------------------------------------------------------- data
@@ -763,3 +960,48 @@ def api_keys(engine: Engine) -> list[dict]:
     for r in rows:
         r["scopes"] = _json_list(r["scopes"])
     return rows
+
+
+# ----------------------------------------------------------------------------- analytics from rollups
+def view_retention(engine: Engine, period: str = "day") -> tuple[Any, Any] | None:
+    """First-time retention of viewers (cohort = period of a user's first view, returns = later periods
+    with a view), from the per-user-day rollup at offset 0. The same numbers as
+    ``analytics.queries.retention_counts(start_types=("view",), return_types=("view",))`` (UTC periods:
+    ``ts // period``), which groups the whole event log instead. None when the rollups cannot answer.
+    ``ix_rollup_user_day_user`` covers both statements."""
+    if not rollups_on(engine):
+        return None
+    import pandas as pd
+
+    k = 1 if period == "day" else 7
+    first = f"""SELECT user_id, MIN(day) / {k} AS cp FROM rollup_user_day WHERE off_min = 0 AND views > 0
+                GROUP BY user_id"""
+    sizes = _rows(engine, f"SELECT cp AS cohort, COUNT(*) AS users FROM ({first}) c GROUP BY cp ORDER BY cp")
+    ret = _rows(
+        engine,
+        f"""SELECT c.cp AS cohort, a.day / {k} - c.cp AS k_off, COUNT(DISTINCT a.user_id) AS users
+            FROM ({first}) c JOIN rollup_user_day a
+                 ON a.off_min = 0 AND a.user_id = c.user_id AND a.views > 0 AND a.day / {k} > c.cp
+            GROUP BY c.cp, a.day / {k} - c.cp ORDER BY 1, 2""",
+    )
+    return (
+        pd.DataFrame(sizes, columns=["cohort", "users"]),
+        pd.DataFrame(ret, columns=["cohort", "k_off", "users"]).rename(columns={"k_off": "offset"}),
+    )
+
+
+def item_funnel_events(engine: Engine, item_ids: list[str], types: tuple[str, ...]) -> Any:
+    """The events of a few items (user_id, type, ts, item_id) for an in-memory funnel: read through the
+    (item_id, ts) index, with the type hidden from the planner so it never walks a whole event type."""
+    import pandas as pd
+
+    ph, params = _in("i", item_ids)
+    tph, tparams = _in("t", types)
+    rows = _rows(
+        engine,
+        f"""SELECT user_id, type, ts, item_id FROM events
+            WHERE item_id IN ({ph}) AND (type || '') IN ({tph})""",
+        **params,
+        **tparams,
+    )
+    return pd.DataFrame(rows, columns=["user_id", "type", "ts", "item_id"])
