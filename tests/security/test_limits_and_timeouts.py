@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import shutil
 import socket
 import subprocess
@@ -87,7 +88,8 @@ HTTP_FUNCS = {"get", "post", "put", "patch", "delete", "request", "stream"}
 KNOWN_WITHOUT_TIMEOUT = {("live/bus.py", "from_url")}
 
 
-def outbound_calls_without_timeout() -> set[tuple[str, str]]:
+@functools.cache
+def outbound_calls_without_timeout() -> frozenset[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     for path in SRC.rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -109,7 +111,7 @@ def outbound_calls_without_timeout() -> set[tuple[str, str]]:
                 needs = ("timeout",)
             if needs and not set(needs) <= kwargs:
                 found.add((str(path.relative_to(SRC)), name))
-    return found
+    return frozenset(found)
 
 
 def test_every_outbound_call_has_a_timeout() -> None:

@@ -32,7 +32,7 @@ from knowcast.ingest.validate import (
     parse_timestamps,
 )
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 NOW_MS = 1_900_000_000_000
 
 # Anything JSON can carry, as an API client might send it.
@@ -128,7 +128,7 @@ FIELDS = ["event_id", "type", "ts", "user_id", "item_id", "amount", "watch_secon
           "title", "kind", "tags", "price", "creator_id", "attributes", "created_at"]
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(st.lists(st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=8), min_size=1, max_size=6))
 def test_validation_accounts_for_every_row(rows: list[dict]) -> None:
     """Any JSON rows: no exception; every row is kept or named (by its line) in at least one error."""
@@ -149,7 +149,7 @@ cell = st.text(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(st.lists(st.tuples(cell, cell), min_size=1, max_size=8), st.sampled_from([",", "\t", ";"]))
 def test_csv_round_trip(
     tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str]], delim: str
