@@ -122,6 +122,8 @@ FEED_PAID_EVERY = 3
 #: Feed positions given to new items (fewer than ``COLD_ITEM_EVENTS`` interactions when trained).
 COLD_ITEM_POSITIONS = (3, 8)
 COLD_ITEM_EVENTS = 5
+#: At most this many new items (the most recently created) compete for those positions.
+COLD_ITEM_POOL = 2000
 FORMAT_VERSION = 1
 #: Users x paid items above which the next-purchase model is not trained (its features are dense).
 NPM_MAX_CELLS = 5_000_000
@@ -167,15 +169,30 @@ def _items_frame(engine: Engine) -> pd.DataFrame:
     return items
 
 
-def _interaction_events(engine: Engine) -> pd.DataFrame:
-    types = sorted(EVENT_WEIGHTS)
+def _interaction_events(engine: Engine, chunk_rows: int = 200_000) -> pd.DataFrame:
+    """Every interaction event (types of :data:`EVENT_WEIGHTS`) with user, item, type, ts and watch ratio.
+
+    Read through the DB-API cursor in chunks: for a million rows, SQLAlchemy's per-row result processing
+    costs several times what SQLite or PostgreSQL take to produce them.
+    """
+    cols = ["user_id", "item_id", "type", "ts", "watch_ratio"]
     q = select(Event.user_id, Event.item_id, Event.type, Event.ts, Event.watch_ratio).where(
-        Event.type.in_(types), Event.item_id.is_not(None)
+        Event.type.in_(sorted(EVENT_WEIGHTS)), Event.item_id.is_not(None)
     )
-    with engine.connect() as c:
-        res = c.execute(q)
-        df = pd.DataFrame(res.fetchall(), columns=["user_id", "item_id", "type", "ts", "watch_ratio"])
-    return df
+    sql = str(q.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))  # constants only
+    frames = []
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute(sql)
+        while rows := cur.fetchmany(chunk_rows):
+            frames.append(pd.DataFrame.from_records(rows, columns=cols))
+        cur.close()
+    finally:
+        raw.close()
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _event_weights(types: np.ndarray, ratio: np.ndarray) -> np.ndarray:
@@ -651,9 +668,13 @@ class ServedModel:
 
     def __post_init__(self) -> None:
         self.promotes_by_item = sp.csr_matrix(self.promotes.T)  # row j: the promoters of item j
-        self.cold_ids = np.flatnonzero(
+        cold = np.flatnonzero(
             (self.item_events < COLD_ITEM_EVENTS) & ~self.catalog.is_paid & (self.catalog.kind != "live")
         )
+        if len(cold) > COLD_ITEM_POOL:  # the newest ones: "new on the platform" is about age, too
+            created = np.nan_to_num(np.asarray(self.catalog.created_at, dtype=np.float64), nan=-np.inf)
+            cold = np.sort(cold[np.argsort(-created[cold], kind="stable")[:COLD_ITEM_POOL]])
+        self.cold_ids = cold
         self.unit_tags = sp.csr_matrix(l2_normalize_rows(self.tags))
         self.feature_pos = {t: k for k, t in enumerate(self.feature_names)}
         self.segment_pos = {str(s): k for k, s in enumerate(self.segment_labels.tolist()) if s}
@@ -1109,10 +1130,17 @@ class _LocalSimilarity:
 
 
 def _candidates(scores: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    s = np.where(mask, scores, -np.inf).astype(np.float32)
-    ids, vals = top_n(s[None, :], k)
-    ok = ids[0] >= 0
-    return ids[0][ok], vals[0][ok]
+    """The ``k`` best allowed items, best first (one ``argpartition`` over the catalogue, no copies beyond
+    the masked scores)."""
+    s = np.array(scores, dtype=np.float32)
+    s[~mask] = -np.inf
+    if k < len(s):
+        idx = np.argpartition(s, len(s) - k)[len(s) - k :]
+    else:
+        idx = np.arange(len(s))
+    idx = idx[np.isfinite(s[idx])]
+    order = np.lexsort((idx, -s[idx]))  # best first, ties by item index
+    return idx[order], s[idx[order]]
 
 
 def _npm_scores(npm: Any, state: _UserState, user_id: str, n_items: int) -> np.ndarray | None:
