@@ -227,15 +227,16 @@ def _item_funnel(eng: Any, it: dict) -> tuple[list[str], list[int], str]:
         if it["kind"] in ("short_video", "live"):
             steps = steps[:2] + [{"type": "like", "where": {"item_id": it["id"]}, "name": "like"}]
     try:
-        from knowcast.analytics.funnel import FunnelSpec, ordered_funnel_pandas, summarize_funnel
+        from knowcast.analytics.funnel import FunnelSpec, summarize_funnel
 
         spec = FunnelSpec(steps=tuple(steps), window_ms=7 * DAY)
         # Every step is filtered to this item (or the items it promotes): read only those items' events
-        # through the (item_id, ts) index and run the analytics module's in-memory ordered funnel (the SQL
-        # funnel's tested peer) instead of a store-wide funnel query.
+        # through the (item_id, ts) index and compute the ordered funnel in memory (the SQL funnel's
+        # semantics; a test compares both) instead of a store-wide funnel query.
         ids = sorted({it["id"], *[p["id"] for p in it["promotes"]]})
         types = tuple(sorted({s_["type"] for s_ in steps}))
-        res = summarize_funnel(ordered_funnel_pandas(q.item_funnel_events(eng, ids, types), spec), spec)
+        times = q.ordered_funnel_times(q.item_funnel_events(eng, ids, types), steps, 7 * DAY)
+        res = summarize_funnel(times, spec)
         st = res.steps[res.steps["group"] == "(all)"].sort_values("step")
         names = [s["name"] for s in steps]
         vals = [int(v) for v in st["users"].tolist()]
@@ -395,33 +396,35 @@ def _profile_charts(prof: dict, lang: str, prefix: str) -> list[ch.Chart]:
     return out
 
 
-@router.get("/segments/{seg_id}", response_class=HTMLResponse)
-def segment_page(request: Request, seg_id: str) -> HTMLResponse:
-    require(request, "admin", "analyst")
-    eng = engine_of(request)
+def segment_data(eng: Any, seg_id: str) -> tuple[dict, dict, list[str]] | None:
+    """A segment (stored, or a built-in activity tier), its profile and 20 members; None if unknown.
+
+    The profile aggregates all members' events (seconds for a big segment), so it is cached per data
+    version; tier membership comes from the per-user-day rollup."""
+    from knowcast.web.cache import cached
+
     seg = q.segment(eng, seg_id)
     if seg is not None:
         member_sql, params = "SELECT user_id FROM segment_members WHERE segment_id = :sid", {"sid": seg_id}
     elif seg_id in q.TIER_TEXT:
         _, hi = q.data_bounds(eng)
-        recent = (hi or 0) - 7 * DAY
         member_sql = f"SELECT user_id FROM ({q.tier_users_sql(eng)}) tu WHERE tier = :tier"
-        params = {"recent": recent, "tier": seg_id}
-        seg = {
-            "id": seg_id,
-            "name": seg_id,
-            "description": q.TIER_TEXT[seg_id],
-            "kind": "built-in",
-            "size": None,
-        }
+        params = {"recent": (hi or 0) - 7 * DAY, "tier": seg_id}
+        seg = {"id": seg_id, "name": seg_id, "description": q.TIER_TEXT[seg_id], "kind": "built-in", "size": None}
     else:
-        raise NotFound(f"no segment {seg_id!r}")
-    from knowcast.web.cache import cached
-
-    # A segment's profile aggregates all its members' events (seconds for a big segment): cached until the
-    # event log changes.
+        return None
     prof = cached(eng, "segment", seg_id, lambda: q.segment_profile(eng, member_sql, params))
     members = q._rows(eng, f"SELECT user_id FROM ({member_sql}) m ORDER BY user_id LIMIT 20", **params)
+    return seg, prof, [m["user_id"] for m in members]
+
+
+@router.get("/segments/{seg_id}", response_class=HTMLResponse)
+def segment_page(request: Request, seg_id: str) -> HTMLResponse:
+    require(request, "admin", "analyst")
+    got = segment_data(engine_of(request), seg_id)
+    if got is None:
+        raise NotFound(f"no segment {seg_id!r}")
+    seg, prof, members = got
     return render(
         request,
         "segment.html",
@@ -429,7 +432,7 @@ def segment_page(request: Request, seg_id: str) -> HTMLResponse:
         seg=seg,
         prof=prof,
         charts=_profile_charts(prof, _lang(request), "seg"),
-        members=[m["user_id"] for m in members],
+        members=members,
     )
 
 
@@ -585,6 +588,23 @@ def creators_page(request: Request) -> HTMLResponse:
     return render(request, "creators.html", page_title="Creators", rows=rows)
 
 
+def creator_data(eng: Any, creator_id: str, off: int) -> dict[str, Any]:
+    """The creator page's numbers, cached per data version (a creator's events are read once for all)."""
+    from knowcast.web.cache import cached
+
+    def compute() -> dict[str, Any]:
+        ev = q.creator_events(eng, creator_id)
+        return {
+            "daily": q.creator_daily(eng, creator_id, off, ev),
+            "hours": q.creator_hours(eng, creator_id, off, ev),
+            "audience": q.creator_audience(eng, creator_id, ev),
+            "items": q.creator_items(eng, creator_id),
+            "value": q.creator_video_value(eng, creator_id),
+        }
+
+    return cached(eng, "creator", f"{creator_id}:{off}", compute)
+
+
 @router.get("/creators/{creator_id}", response_class=HTMLResponse)
 def creator_page(request: Request, creator_id: str) -> HTMLResponse:
     acct = require(request)
@@ -595,8 +615,8 @@ def creator_page(request: Request, creator_id: str) -> HTMLResponse:
         raise NotFound(f"no creator {creator_id!r}")
     lang = _lang(request)
     off = tz_offset_min(request) * 60_000
-    ev = q.creator_events(eng, creator_id)  # read once, shared by the day, hour and audience charts
-    daily = q.creator_daily(eng, creator_id, off, ev)
+    data = creator_data(eng, creator_id, off)
+    daily = data["daily"]
     charts = []
     if daily:
         labels = [day_label(int(d["day"])) for d in daily]
@@ -625,7 +645,7 @@ def creator_page(request: Request, creator_id: str) -> HTMLResponse:
                 },
             )
         )
-    hours = q.creator_hours(eng, creator_id, off, ev)
+    hours = data["hours"]
     if hours:
         charts.append(
             ch.bar_chart(
@@ -637,7 +657,7 @@ def creator_page(request: Request, creator_id: str) -> HTMLResponse:
                 height=260,
             )
         )
-    aud = q.creator_audience(eng, creator_id, ev)
+    aud = data["audience"]
     if aud["channels"]:
         charts.append(
             ch.chart(
@@ -656,7 +676,7 @@ def creator_page(request: Request, creator_id: str) -> HTMLResponse:
                 height=280,
             )
         )
-    items = q.creator_items(eng, creator_id)
+    items = data["items"]
     pillars: dict[str, dict[str, float]] = {}
     for it in items:
         for tg in it["tags"]:
@@ -681,7 +701,7 @@ def creator_page(request: Request, creator_id: str) -> HTMLResponse:
                 height=280,
             )
         )
-    value = q.creator_video_value(eng, creator_id)
+    value = data["value"]
     titles = {i["id"]: i["title"] for i in items}
     for v in value:
         v["title"] = titles.get(v["id"], "")

@@ -484,6 +484,31 @@ def funnel_page(request: Request) -> HTMLResponse:
     )
 
 
+def retention_frames(eng: Any, period: str) -> tuple[Any, Any]:
+    """Cohort sizes and returns of viewers: from the rollup (the same numbers as the analytics query, without
+    grouping the event log), cached per data version."""
+    import pandas as pd
+
+    from knowcast.web.cache import cached
+
+    def compute() -> dict[str, list]:
+        got = q.view_retention(eng, period)
+        if got is None:
+            from knowcast.analytics.queries import retention_counts
+
+            got = retention_counts(eng, start_types=("view",), return_types=("view",), period=period)
+        return {
+            "sizes": [[int(c), int(u)] for c, u in got[0][["cohort", "users"]].itertuples(index=False)],
+            "ret": [[int(c), int(o), int(u)] for c, o, u in got[1][["cohort", "offset", "users"]].itertuples(index=False)],
+        }
+
+    d = cached(eng, "retention", period, compute)
+    return (
+        pd.DataFrame(d["sizes"], columns=["cohort", "users"]),
+        pd.DataFrame(d["ret"], columns=["cohort", "offset", "users"]),
+    )
+
+
 @router.get("/analytics/retention", response_class=HTMLResponse)
 def retention_page(request: Request, period: str = "day") -> HTMLResponse:
     acct = require(request)
@@ -501,13 +526,7 @@ def retention_page(request: Request, period: str = "day") -> HTMLResponse:
     lang = lang_of(request)
     chart, error = None, None
     try:
-        # The rollup answers the same question as the analytics query without grouping the event log.
-        got = q.view_retention(eng, period)
-        if got is None:
-            from knowcast.analytics.queries import retention_counts
-
-            got = retention_counts(eng, start_types=("view",), return_types=("view",), period=period)
-        sizes, ret = got
+        sizes, ret = retention_frames(eng, period)
     except ModuleNotFoundError:
         sizes, ret, error = None, None, "the analytics module is not installed in this build"
     if sizes is not None and len(sizes):

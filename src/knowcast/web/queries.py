@@ -1005,3 +1005,36 @@ def item_funnel_events(engine: Engine, item_ids: list[str], types: tuple[str, ..
         **tparams,
     )
     return pd.DataFrame(rows, columns=["user_id", "type", "ts", "item_id"])
+
+
+def ordered_funnel_times(ev: Any, steps: list[dict], window_ms: int) -> Any:
+    """Per-user step times (user_id, group, t1..tn) of an ordered funnel over a small events frame, for
+    ``analytics.funnel.summarize_funnel``: step 1 is a user's first matching event; step k the first
+    matching event at or after step k-1 and within ``window_ms`` of step 1. The semantics of the analytics
+    area's SQL funnel and of its ``ordered_funnel_pandas`` (which currently fails on read-only arrays under
+    pandas copy-on-write), for steps filtered by ``item_id`` / ``item_id__in`` only."""
+    import numpy as np
+    import pandas as pd
+
+    def match(st: dict) -> Any:
+        m = np.array(ev["type"].to_numpy() == st["type"], dtype=bool)
+        for k, v in (st.get("where") or {}).items():
+            col = k.removesuffix("__in")
+            vals = list(v) if k.endswith("__in") else [v]
+            m = m & np.asarray(ev[col].isin(vals).to_numpy(), dtype=bool)
+        return m
+
+    first = ev.loc[match(steps[0]), ["user_id", "ts"]].sort_values("ts", kind="stable")
+    out = first.drop_duplicates("user_id").rename(columns={"ts": "t1"}).reset_index(drop=True)
+    cur, prev = out[["user_id", "t1"]], "t1"
+    for k in range(2, len(steps) + 1):
+        cand = ev.loc[match(steps[k - 1]), ["user_id", "ts"]].merge(cur, on="user_id", how="inner")
+        ok = (cand["ts"] >= cand[prev]) & (cand["ts"] <= cand["t1"] + window_ms)
+        got = cand[ok].groupby("user_id", sort=False)["ts"].min().rename(f"t{k}").reset_index()
+        cur = cur.merge(got, on="user_id", how="inner")
+        prev = f"t{k}"
+        out = out.merge(got, on="user_id", how="left")
+    out.insert(1, "group", None)
+    for k in range(1, len(steps) + 1):
+        out[f"t{k}"] = pd.to_numeric(out[f"t{k}"], errors="coerce").astype(float)
+    return out
