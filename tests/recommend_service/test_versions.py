@@ -154,3 +154,37 @@ def test_unloadable_new_version_leaves_the_old_one_serving(store, monkeypatch) -
         conn.execute(text("UPDATE model_versions SET active = (version = 2)"))
     svc.invalidate()
     assert svc.recommend(store.engine, user)["model"]["version"] == 1
+
+
+def test_ivf_index_finds_the_exact_top_items() -> None:
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(40, 16))
+    factors = (centers[rng.integers(0, 40, 6000)] + 0.3 * rng.normal(size=(6000, 16))).astype(np.float32)
+    ivf = svc._IVF(factors, **svc._build_ivf(factors))
+    assert sorted(ivf.order.tolist()) == list(range(6000)) and ivf.offsets[-1] == 6000
+    mask = rng.random(6000) > 0.2
+    hits = []
+    for _ in range(20):
+        u = rng.normal(size=16).astype(np.float32)
+        exact_ids, exact_scores = svc._candidates(factors @ u, mask, 100)
+        ids, scores = ivf.search(u, mask, 100, probe=1.0)  # every cluster: exactly the full scan
+        assert ids.tolist() == exact_ids.tolist()
+        np.testing.assert_allclose(scores, exact_scores, rtol=1e-5)
+        ids, _ = ivf.search(u, mask, 100, probe=0.1)
+        assert mask[ids].all()
+        hits.append(len(set(ids.tolist()) & set(exact_ids.tolist())) / 100)
+    assert np.mean(hits) >= 0.8, hits  # a tenth of the clusters keeps most of the true top 100
+
+
+def test_large_factor_models_serve_the_feed_through_the_index(store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(svc, "IVF_MIN_ITEMS", 0)
+    rep = svc.train(store.engine, "als", {"factors": 8, "iterations": 3}, validate=False)
+    assert (Path(rep.path) / "index.npz").exists()
+    served = svc.served_model(store.engine)
+    assert served.ivf is not None
+    user = active_users(store, 1)[0]
+    monkeypatch.setattr(svc, "IVF_PROBE", 1.0)
+    exact = svc.recommend(store.engine, user, 10, "feed")
+    monkeypatch.setattr(svc, "IVF_MIN_ITEMS", 10**9)
+    served.ivf = None  # the same model without its index: a full scan
+    assert svc.recommend(store.engine, user, 10, "feed")["items"] == exact["items"]
