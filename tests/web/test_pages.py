@@ -88,7 +88,8 @@ def test_creator_sees_only_own_data(creator: TestClient, store) -> None:  # type
         other = c.execute(text("SELECT id FROM items WHERE creator_id='c0002' LIMIT 1")).scalar()
         other_room = c.execute(
             text(
-                "SELECT l.item_id FROM live_sessions l JOIN items i ON i.id=l.item_id WHERE i.creator_id != 'c0001'"
+                "SELECT l.item_id FROM live_sessions l JOIN items i ON i.id=l.item_id "
+                "WHERE i.creator_id != 'c0001'"
             )
         ).scalar()
     assert creator.get(f"/content/{own}").status_code == 200
@@ -144,7 +145,10 @@ def test_funnel_page_matches_library(admin: TestClient, store) -> None:  # type:
 
 def test_import_shows_row_errors(admin: TestClient) -> None:
     token = csrf_of(admin.get("/data").text)
-    csv = "id,type,ts,user_id,item_id\ne1,view,2026-10-01T00:00:00Z,u000001,i00001\ne2,flyaway,notatime,u000001,i00001\n"
+    csv = (
+        "id,type,ts,user_id,item_id\ne1,view,2026-10-01T00:00:00Z,u000001,i00001\n"
+        "e2,flyaway,notatime,u000001,i00001\n"
+    )
     r = admin.post(
         "/data/import",
         data={"csrf": token, "kind": "events", "dry_run": "1"},

@@ -139,6 +139,7 @@ def sparkline_svg(values: Sequence[float | None], width: int = 120, height: int 
         f"{i * step:.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}" for i, v in enumerate(vals)
     )
     return (
-        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" aria-hidden="true">'
+        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        'aria-hidden="true">'
         f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{pts}"/></svg>'
     )

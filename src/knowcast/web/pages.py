@@ -410,7 +410,8 @@ def segment_data(eng: Any, seg_id: str) -> tuple[dict, dict, list[str]] | None:
         _, hi = q.data_bounds(eng)
         member_sql = f"SELECT user_id FROM ({q.tier_users_sql(eng)}) tu WHERE tier = :tier"
         params = {"recent": (hi or 0) - 7 * DAY, "tier": seg_id}
-        seg = {"id": seg_id, "name": seg_id, "description": q.TIER_TEXT[seg_id], "kind": "built-in", "size": None}
+        desc = q.TIER_TEXT[seg_id]
+        seg = {"id": seg_id, "name": seg_id, "description": desc, "kind": "built-in", "size": None}
     else:
         return None
     prof = cached(eng, "segment", seg_id, lambda: q.segment_profile(eng, member_sql, params))

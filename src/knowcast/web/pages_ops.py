@@ -499,7 +499,10 @@ def retention_frames(eng: Any, period: str) -> tuple[Any, Any]:
             got = retention_counts(eng, start_types=("view",), return_types=("view",), period=period)
         return {
             "sizes": [[int(c), int(u)] for c, u in got[0][["cohort", "users"]].itertuples(index=False)],
-            "ret": [[int(c), int(o), int(u)] for c, o, u in got[1][["cohort", "offset", "users"]].itertuples(index=False)],
+            "ret": [
+                [int(c), int(o), int(u)]
+                for c, o, u in got[1][["cohort", "offset", "users"]].itertuples(index=False)
+            ],
         }
 
     d = cached(eng, "retention", period, compute)
@@ -782,6 +785,10 @@ async def data_import(
             error = str(exc)
     if report is not None:
         report.source = name
+    if report is not None and not dry_run:
+        from knowcast.services.rollups import forget
+
+        forget()  # the next page checks the data token at once instead of after CHECK_S
     _ = acct
     return render(
         request,

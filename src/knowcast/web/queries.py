@@ -119,9 +119,12 @@ def daily_kpis(
         rows = []
         for x in sorted(sums, key=lambda x: x["day"]):
             u = users.get(int(x["day"]), {})
-            if not u and not x["views"] and not any(x[k] for k in ("gmv", "subscriptions", "tips", "refunds")):
+            money = any(x[k] for k in ("gmv", "subscriptions", "tips", "refunds"))
+            if not u and not x["views"] and not money:
                 continue  # only impressions/exposures that day: the event log query has no row either
-            rows.append({**x, "active_users": u.get("active_users", 0), "paying_users": u.get("paying_users") or 0})
+            rows.append(
+                {**x, "active_users": u.get("active_users", 0), "paying_users": u.get("paying_users") or 0}
+            )
         return _kpi_finish(rows)
     ph, params = _in("t", ACTIVE_TYPES)
     if creator:
@@ -133,7 +136,8 @@ def daily_kpis(
         SELECT (e.ts + :off) / {DAY_MS} AS day,
                COUNT(DISTINCT e.user_id) AS active_users,
                SUM(CASE WHEN e.type = 'view' THEN 1 ELSE 0 END) AS views,
-               SUM(CASE WHEN e.type = 'view' THEN COALESCE(e.watch_seconds, 0) ELSE 0 END) / 3600.0 AS watch_hours,
+               SUM(CASE WHEN e.type = 'view' THEN COALESCE(e.watch_seconds, 0) ELSE 0 END) / 3600.0
+                 AS watch_hours,
                SUM(CASE WHEN e.type = 'purchase' THEN COALESCE(e.amount, 0) ELSE 0 END) AS gmv,
                SUM(CASE WHEN e.type = 'subscribe' THEN COALESCE(e.amount, 0) ELSE 0 END) AS subscriptions,
                SUM(CASE WHEN e.type = 'tip' THEN COALESCE(e.amount, 0) ELSE 0 END) AS tips,
@@ -181,8 +185,8 @@ def top_items(
     if r is not None:
         o, d0, d1 = r
         sql = f"""
-            SELECT r.item_id, i.title, i.kind, i.creator_id, SUM(r.views) AS views, SUM(r.purchases) AS orders,
-                   SUM(r.gmv) AS gmv
+            SELECT r.item_id, i.title, i.kind, i.creator_id, SUM(r.views) AS views,
+                   SUM(r.purchases) AS orders, SUM(r.gmv) AS gmv
             FROM rollup_item_day r JOIN items i ON i.id = r.item_id
             WHERE r.off_min = :o AND r.day >= :d0 AND r.day <= :d1 AND (r.views > 0 OR r.purchases > 0) {cf}
             GROUP BY r.item_id, i.title, i.kind, i.creator_id
@@ -531,7 +535,8 @@ def tier_users_sql(engine: Engine) -> str:
                       WHEN SUM(views) >= 10 THEN 'engaged' ELSE 'casual' END AS tier
           FROM rollup_user_day WHERE off_min = 0 AND (views > 0 OR pays > 0) GROUP BY user_id"""
     return """SELECT user_id,
-                 CASE WHEN MAX(CASE WHEN type IN ('purchase', 'subscribe') THEN 1 ELSE 0 END) = 1 THEN 'payers'
+                 CASE WHEN MAX(CASE WHEN type IN ('purchase', 'subscribe') THEN 1 ELSE 0 END) = 1
+                        THEN 'payers'
                       WHEN MAX(ts) < :recent THEN 'dormant'
                       WHEN SUM(CASE WHEN type = 'view' THEN 1 ELSE 0 END) >= 10 THEN 'engaged'
                       ELSE 'casual' END AS tier
@@ -763,7 +768,8 @@ def experiment_arm_stats(engine: Engine, key: str, window_ms: int = 3 * DAY_MS) 
         FROM ({expo}) x
         JOIN (SELECT x2.user_id,
                      COALESCE((SELECT SUM(COALESCE(p.amount, 0)) FROM events p WHERE p.user_id = x2.user_id
-                               AND p.type = 'purchase' AND p.ts >= x2.first_ts AND p.ts < x2.first_ts + :w), 0)
+                               AND p.type = 'purchase' AND p.ts >= x2.first_ts
+                               AND p.ts < x2.first_ts + :w), 0)
                      AS rev
               FROM ({expo}) x2) u ON u.user_id = x.user_id
         GROUP BY x.variant ORDER BY x.variant
@@ -793,7 +799,8 @@ def revenue_daily(
             engine,
             f"""SELECT r.day, i.kind, SUM(r.purchases) AS purchases, SUM(r.gmv) AS gmv,
                        SUM(r.subscribes) AS subscribes, SUM(r.sub_amount) AS sub_amount, SUM(r.tips) AS tips,
-                       SUM(r.tip_amount) AS tip_amount, SUM(r.refunds) AS refunds, SUM(r.refund_abs) AS refund_abs
+                       SUM(r.tip_amount) AS tip_amount, SUM(r.refunds) AS refunds,
+                       SUM(r.refund_abs) AS refund_abs
                 FROM rollup_item_day r LEFT JOIN items i ON i.id = r.item_id
                 WHERE r.off_min = :o AND r.day >= :d0 AND r.day <= :d1 {cf}
                       AND (r.purchases > 0 OR r.subscribes > 0 OR r.tips > 0 OR r.refunds > 0)
@@ -818,8 +825,8 @@ def revenue_daily(
     sql = f"""
         SELECT (e.ts + :off) / {DAY_MS} AS day,
                CASE WHEN e.type = 'purchase' THEN COALESCE(i.kind, 'purchase') ELSE e.type END AS stream,
-               SUM(CASE WHEN e.type = 'refund' THEN -ABS(COALESCE(e.amount, 0)) ELSE COALESCE(e.amount, 0) END)
-                 AS amount,
+               SUM(CASE WHEN e.type = 'refund' THEN -ABS(COALESCE(e.amount, 0))
+                        ELSE COALESCE(e.amount, 0) END) AS amount,
                COUNT(*) AS orders
         FROM events e LEFT JOIN items i ON i.id = e.item_id
         WHERE e.type IN ('purchase', 'subscribe', 'tip', 'refund') AND e.ts >= :lo AND e.ts < :hi
@@ -902,7 +909,10 @@ def creator_hours(engine: Engine, creator_id: str, off_ms: int = 0, ev: Any = No
         ratio=v["watch_ratio"].fillna(0.0).astype(float),
     )
     g = h.groupby("hour").agg(views=("ts", "size"), avg_ratio=("ratio", "mean"))
-    return [{"hour": int(k), "views": int(r["views"]), "avg_ratio": float(r["avg_ratio"])} for k, r in g.iterrows()]
+    return [
+        {"hour": int(k), "views": int(r["views"]), "avg_ratio": float(r["avg_ratio"])}
+        for k, r in g.iterrows()
+    ]
 
 
 def creator_items(engine: Engine, creator_id: str) -> list[dict]:
@@ -928,7 +938,8 @@ def creator_video_value(engine: Engine, creator_id: str, window_ms: int = 7 * DA
         FROM promotes pr
         JOIN items i ON i.id = pr.promoter_id AND i.creator_id = :c
         JOIN events p ON p.item_id = pr.item_id AND p.type = 'purchase'
-        WHERE EXISTS (SELECT 1 FROM events v WHERE v.item_id = pr.promoter_id AND v.type IN ('view', 'live_join')
+        WHERE EXISTS (SELECT 1 FROM events v WHERE v.item_id = pr.promoter_id
+                      AND v.type IN ('view', 'live_join')
                       AND v.user_id = p.user_id AND v.ts <= p.ts AND v.ts > p.ts - :w)
         GROUP BY pr.promoter_id ORDER BY revenue DESC LIMIT 15
     """
