@@ -25,8 +25,23 @@ _mem: OrderedDict[tuple[str, str], tuple[str, Any]] = OrderedDict()
 _lock = threading.Lock()
 
 
+def _plain(x: Any) -> Any:
+    """NumPy scalars and arrays (pandas results) as plain Python values for JSON."""
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    if hasattr(x, "item"):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
 def _kv_key(name: str, key: str) -> str:
-    return f"web.cache.{name}.{key}"[:128]
+    k = f"web.cache.{name}.{key}"
+    if len(k) <= 128:
+        return k
+    import hashlib
+
+    # Long keys (funnel specs) are hashed: truncating them could make two specs share an entry.
+    return f"web.cache.{name}.#" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def cached(engine: Engine, name: str, key: str, compute: Callable[[], Any], persist: bool = True) -> Any:
@@ -58,7 +73,7 @@ def cached(engine: Engine, name: str, key: str, compute: Callable[[], Any], pers
                 with engine.begin() as c:
                     c.execute(delete(KeyValue).where(KeyValue.key == _kv_key(name, key)))
                     # JSON round trip first: the stored value and the in-memory one must be equal.
-                    value = json.loads(json.dumps(value))
+                    value = json.loads(json.dumps(value, default=_plain))
                     c.execute(
                         insert(KeyValue).values(
                             key=_kv_key(name, key), value={"token": token, "value": value}

@@ -248,6 +248,17 @@ def _item_funnel(eng: Any, it: dict) -> tuple[list[str], list[int], str]:
         return names, [c.get(s["type"], 0) for s in steps], "distinct users per step"
 
 
+def item_data(eng: Any, it: dict) -> dict[str, Any]:
+    """An item page's computed parts: funnel, attribution (promoter) or drivers (paid item), similar items."""
+    promoter = it["kind"] in ("short_video", "live")
+    return {
+        "funnel": _item_funnel(eng, it),
+        "attributed": q.promoter_attribution(eng, it["id"]) if promoter else None,
+        "drivers": None if promoter else q.paid_item_drivers(eng, it["id"]),
+        "similar": q.similar_items(eng, it),
+    }
+
+
 @router.get("/content/{item_id}", response_class=HTMLResponse)
 def item_page(request: Request, item_id: str) -> HTMLResponse:
     acct = require(request)
@@ -257,7 +268,11 @@ def item_page(request: Request, item_id: str) -> HTMLResponse:
         raise NotFound(f"no item {item_id!r}")
     own_creator(acct, it["creator_id"])
     lang = _lang(request)
-    names, vals, how = _item_funnel(eng, it)
+    from knowcast.web.cache import cached
+
+    # The item's funnel, attributed revenue and neighbours change only with the data: cached per version.
+    data = cached(eng, "item", item_id, lambda: item_data(eng, it))
+    names, vals, how = data["funnel"]
     funnel = ch.chart(
         "item-funnel",
         translate("Funnel", lang) + f" ({how})",
@@ -287,13 +302,7 @@ def item_page(request: Request, item_id: str) -> HTMLResponse:
                     height=240,
                 )
             )
-    if it["kind"] in ("short_video", "live"):
-        attributed = q.promoter_attribution(eng, item_id)
-        drivers = None
-    else:
-        attributed = None
-        drivers = q.paid_item_drivers(eng, item_id)
-    similar = q.similar_items(eng, it)
+    attributed, drivers, similar = data["attributed"], data["drivers"], data["similar"]
     if acct.is_creator:
         similar = [
             s

@@ -427,7 +427,13 @@ def funnel_page(request: Request) -> HTMLResponse:
         error = "Funnels span the whole platform: a creator account sees its own numbers on the creator page."
     elif "step" in qp:
         try:
-            result = funnel_report(engine_of(request), steps, mode, window_days, breakdown or None)
+            from knowcast.web.cache import cached
+
+            eng = engine_of(request)
+            key = f"{mode}:{window_days}:{breakdown}:" + ",".join(steps)
+            result = cached(
+                eng, "funnel", key, lambda: funnel_report(eng, steps, mode, window_days, breakdown or None)
+            )
         except ModuleNotFoundError:
             error = "the analytics module is not installed in this build"
         except ValueError as exc:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from knowcast.domain import EVENT_TYPES
 from knowcast.services.rollups import ACTIVE_TYPES, ensure_fresh
 
 DAY_MS = 86_400_000
@@ -564,30 +565,39 @@ def segment_profile(engine: Engine, member_sql: str, params: dict[str, Any]) -> 
             FROM events WHERE type IN ('purchase', 'subscribe', 'tip') AND user_id IN ({member_sql})""",
         **params,
     )[0]
-    channels = _rows(
-        engine,
-        f"""SELECT COALESCE(channel, 'unknown') AS channel, COUNT(*) AS views FROM events
-            WHERE type = 'view' AND user_id IN ({member_sql}) GROUP BY COALESCE(channel, 'unknown')
-            ORDER BY views DESC""",
-        **params,
-    )
+    # Counts by type read only the (type, user_id, ts) index (type named explicitly, no table lookups).
+    tph, tparams = _in("ty", tuple(sorted(t for t in EVENT_TYPES if t != "impression")))
     activity = _rows(
         engine,
-        f"""SELECT type, COUNT(*) AS n FROM events WHERE user_id IN ({member_sql}) AND type != 'impression'
-            GROUP BY type ORDER BY n DESC""",
+        f"""SELECT type, COUNT(*) AS n FROM events WHERE type IN ({tph}) AND user_id IN ({member_sql})
+            GROUP BY type ORDER BY n DESC, type""",
         **params,
+        **tparams,
     )
-    tagrows = _rows(
+    # Channels and interests from one pass over the members' views: (channel, item) counts, then the items'
+    # tags in Python (no GROUP BY on the JSON tags column, which PostgreSQL cannot compare).
+    pairs = _rows(
         engine,
-        f"""SELECT i.tags, i.kind, COUNT(*) AS n FROM events e JOIN items i ON i.id = e.item_id
-            WHERE e.type = 'view' AND e.user_id IN ({member_sql}) GROUP BY i.tags, i.kind""",
+        f"""SELECT COALESCE(channel, 'unknown') AS channel, item_id, COUNT(*) AS n FROM events
+            WHERE type = 'view' AND user_id IN ({member_sql})
+            GROUP BY COALESCE(channel, 'unknown'), item_id""",
         **params,
     )
+    by_channel: Counter[str] = Counter()
+    by_item: Counter[str] = Counter()
+    for r in pairs:
+        by_channel[r["channel"]] += r["n"]
+        if r["item_id"] is not None:
+            by_item[r["item_id"]] += r["n"]
+    ranked = sorted(by_channel.items(), key=lambda kv: (-kv[1], kv[0]))
+    channels = [{"channel": c, "views": n} for c, n in ranked]
     tags: Counter[str] = Counter()
-    for r in tagrows:
-        for t in _json_list(r["tags"]):
-            if t != r["kind"]:
-                tags[t] += r["n"]
+    if by_item:
+        ph, iparams = _in("it", sorted(by_item))
+        for r in _rows(engine, f"SELECT id, tags, kind FROM items WHERE id IN ({ph}) ORDER BY id", **iparams):
+            for t in _json_list(r["tags"]):
+                if t != r["kind"]:
+                    tags[t] += by_item[r["id"]]
     return {"spend": spend, "channels": channels, "activity": activity, "interests": tags.most_common(15)}
 
 
