@@ -19,7 +19,7 @@ from knowcast.paths import shared_data_dir
 from knowcast.store import Store
 from knowcast.store.models import Event, Item, User
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "250"})  # rich must not wrap error lines
 
 
 def kc(*args: str, db: str) -> tuple[int, str]:

@@ -231,10 +231,6 @@ def test_secrets_never_logged(app: Any, keys: dict[str, str], caplog: pytest.Log
 
 
 @pytest.mark.slow  # the room stream takes ~10 s to wind down under TestClient
-@pytest.mark.xfail(
-    reason="live router: the room stream accepts any cookie session with read, creators included (reported)",
-    strict=False,
-)
 def test_creator_cannot_stream_another_creators_room(app: Any, store: Any) -> None:
     with store.engine.connect() as c:
         other = c.execute(

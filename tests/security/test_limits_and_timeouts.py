@@ -85,7 +85,7 @@ NETWORK_CALLS = {
 }
 HTTP_FUNCS = {"get", "post", "put", "patch", "delete", "request", "stream"}
 #: Known gaps, reported to their owners; the test fails if a new one appears.
-KNOWN_WITHOUT_TIMEOUT = {("live/bus.py", "from_url")}
+KNOWN_WITHOUT_TIMEOUT: set[tuple[str, str]] = set()
 
 
 @functools.cache
@@ -121,7 +121,6 @@ def test_every_outbound_call_has_a_timeout() -> None:
     assert "connect_timeout" in db, "PostgreSQL connections need connect_timeout"
 
 
-@pytest.mark.xfail(reason="live/bus.py: Redis pub/sub client has no socket timeouts (reported)", strict=False)
 def test_known_gaps_are_fixed() -> None:
     assert not (outbound_calls_without_timeout() & KNOWN_WITHOUT_TIMEOUT)
 

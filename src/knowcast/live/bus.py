@@ -154,7 +154,10 @@ class RedisBus(InProcessBus):
         import redis.asyncio as aioredis
 
         self._loop = loop
-        self._redis = aioredis.from_url(self.url, decode_responses=False)
+        # Bounded: a dead Redis must not hang publishers; the listener polls with get_message(timeout=1).
+        self._redis = aioredis.from_url(
+            self.url, decode_responses=False, socket_timeout=5.0, socket_connect_timeout=2.0
+        )
         await self._redis.ping()  # fail fast with the real error when Redis is down
         self._ready = asyncio.Event()
         self._listener = loop.create_task(self._listen(), name="knowcast-redis-bus")

@@ -226,6 +226,16 @@ async def stored_minutes(room_id: str, request: Request, engine: EngineDep) -> d
 
 
 # ---------------------------------------------------------------------------------------------- stream
+def _room_belongs_to(engine: Any, room_id: str, creator_id: str) -> bool:
+    from sqlalchemy import select
+
+    from knowcast.store.models import Item
+
+    with engine.connect() as conn:
+        owner = conn.execute(select(Item.creator_id).where(Item.id == room_id)).scalar()
+    return owner == creator_id
+
+
 def _ws_principal(ws: WebSocket, api_key: str | None) -> Principal | None:
     settings = ws.app.state.settings
     secret = api_key or ws.headers.get("x-api-key")
@@ -273,6 +283,13 @@ async def stream(
     except RoomNotFound as exc:
         await ws.send_json({"type": "error", "status": 404, "detail": str(exc)})
         await ws.close(code=4404)
+        return
+    if principal.creator_id is not None and not await run_in_threadpool(
+        _room_belongs_to, ws.app.state.store.engine, room_id, principal.creator_id
+    ):
+        # A creator's session sees only that creator's rooms (same rule as the dashboard pages).
+        await ws.send_json({"type": "error", "status": 403, "detail": "this room belongs to another creator"})
+        await ws.close(code=4403)
         return
     batch_s = min(max(batch_ms, 10), 1000) / 1000.0
     snapshot_s = min(max(snapshot_s, 0.2), 60.0)
