@@ -223,3 +223,46 @@ def test_pages_render_from_rollups_and_from_event_log(admin: TestClient) -> None
 
     cards = lambda h: re.findall(r'data-kpi="(\w+)">.*?<div class="value">([^<]+)</div>', h, re.S)  # noqa: E731
     assert cards(with_rollups["/"].text) == cards(without["/"].text) != []
+
+
+@pytest.mark.slow  # seeds a demo into a private PostgreSQL database (~25 s on the shared box)
+def test_rollups_match_event_log_on_postgresql() -> None:
+    """The rollup SQL, the data token and the kv cache on PostgreSQL (a private database, dropped after)."""
+    import os
+
+    psycopg = pytest.importorskip("psycopg")
+    from knowcast.services.demo import SIZES, seed_demo
+    from knowcast.sim import SimConfig
+    from knowcast.store import Store
+    from tests.conftest import PG_URL
+
+    admin_url = PG_URL.rsplit("/", 1)[0] + "/postgres"
+    db = f"kc_web_rollups_{os.getpid()}"
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+            c.execute(f"CREATE DATABASE {db}")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"PostgreSQL not reachable at {admin_url}: {type(exc).__name__}")
+    st = Store(PG_URL.rsplit("/", 1)[0] + f"/{db}").migrate()
+    try:
+        seed_demo(st.engine, SimConfig(seed=0, **SIZES["tiny"]))
+        eng = st.engine
+        assert rollups.data_token(eng).startswith("p")
+        assert rollups.refresh(eng, [480]).recomputed[480]
+        for off in (0, 480 * 60_000):
+            lo, hi = _window(eng, off)
+            _same(*_both(q.daily_kpis, eng, lo, hi, off))
+            _same(*_both(q.window_totals, eng, hi - 7 * DAY, hi, None, off))
+            _same(*_both(q.top_items, eng, hi - 7 * DAY, hi, off_ms=off))
+            _same(*_both(q.top_creators, eng, hi - 7 * DAY, hi, off_ms=off))
+        _, hi = q.data_bounds(eng)
+        _same(*_both(q.activity_tiers, eng, hi))
+        assert len(q.view_retention(eng, "day")[1]) > 0
+        assert cache.cached(eng, "t", "k", lambda: {"a": [1, 2]}) == {"a": [1, 2]}
+        cache.clear()
+        assert cache.cached(eng, "t", "k", lambda: None) == {"a": [1, 2]}  # read back from kv
+    finally:
+        st.dispose()
+        with psycopg.connect(admin_url, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
