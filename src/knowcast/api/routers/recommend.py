@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from knowcast.api.deps import EngineDep, require_scope
@@ -39,6 +40,8 @@ async def _call(fn, *args: Any, **kwargs: Any) -> Any:  # type: ignore[no-untype
     "/users/{user_id}/recommendations",
     summary="What this user should see next (feed, live rooms or the next course), with reasons",
     dependencies=[Read],
+    response_model=None,
+    response_class=JSONResponse,
 )
 async def get_recommendations(
     user_id: str,
@@ -48,7 +51,7 @@ async def get_recommendations(
         Literal["feed", "live", "next_course"], Query(description="feed, live or next_course")
     ] = "feed",
     model: NameQuery = "default",
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Scored by the active model from the user's events so far (an item watched a moment ago is gone from
     the feed, a course bought is never offered), then ranked by the surface's rules: kinds, blocked items
     and creators, live rooms boosted, paid cards spaced, MMR diversity, a cap per creator. Every item has
@@ -56,7 +59,8 @@ async def get_recommendations(
     (``cold_start: true``): onboarding interests, their segment's popular items or what is popular now.
     409 when no model has been trained yet (``knowcast train``).
     """
-    return await _call(svc.recommend, engine, user_id, n, surface, model)
+    # the service returns plain JSON types: skip FastAPI's generic encoder on the hot path
+    return JSONResponse(await _call(svc.recommend, engine, user_id, n, surface, model))
 
 
 @router.get("/recommend/models", summary="Stored model versions and which one is served", dependencies=[Read])
