@@ -158,7 +158,8 @@ def test_chinese_page_and_screenshot(browser: Browser, server: dict) -> None:
     assert "活跃用户" in page.content()
     # the CJK font is present, so the heading's glyphs have real width (tofu boxes would all be equal)
     widths = page.evaluate(
-        "() => { const c = document.createElement('canvas').getContext('2d'); c.font = '16px Noto Sans CJK SC';"
+        "() => { const c = document.createElement('canvas').getContext('2d');"
+        " c.font = '16px Noto Sans CJK SC';"
         " return ['概', '览', '活'].map(ch => c.measureText(ch).width); }"
     )
     assert all(w > 8 for w in widths)
@@ -222,9 +223,11 @@ def test_live_console_blocked_and_fast(admin_page: Page, server: dict) -> None:
     admin_page.wait_for_function("window.kcLive !== undefined")
     text = "加我微信 abc123 领取资料"
     admin_page.evaluate(
-        """t => window.kcLive.handle({type: 'comments', comments: [{comment_id: 'blk-1', ts: Date.now() / 1000,
+        """t => window.kcLive.handle({type: 'comments', comments: [{comment_id: 'blk-1',
+             ts: Date.now() / 1000,
              user_id: 'u1', text: t, moderation: {action: 'block', category: 'contact', span: [0, 4],
-             matched: '加我微信'}, sentiment: {label: 'neutral', score: 0}, is_question: false, keywords: []}]})""",
+             matched: '加我微信'}, sentiment: {label: 'neutral', score: 0},
+             is_question: false, keywords: []}]})""",
         text,
     )
     blocked = admin_page.locator("#stream details.blocked[data-id='blk-1']")
@@ -240,13 +243,15 @@ def test_live_console_blocked_and_fast(admin_page: Page, server: dict) -> None:
              requestAnimationFrame(tick);
              const iv = setInterval(() => {
                const batch = [];
-               for (let i = 0; i < 100; i++) batch.push({comment_id: 'f' + sent + '-' + i, ts: Date.now() / 1000,
+               for (let i = 0; i < 100; i++) batch.push({comment_id: 'f' + sent + '-' + i,
+                 ts: Date.now() / 1000,
                  user_id: 'u' + i, text: '老师讲得好 第' + i + '条 这个课多少钱？', is_question: i % 5 === 0,
                  moderation: {action: i % 50 === 0 ? 'block' : 'pass', category: 'ads', span: [0, 2]},
                  sentiment: {label: 'positive', score: 0.8}, keywords: ['老师', '课']});
                window.kcLive.handle({type: 'comments', comments: batch});
                if (++sent === 20) { clearInterval(iv);
-                 setTimeout(() => resolve({frames, maxGap, rows: document.getElementById('stream').childElementCount,
+                 setTimeout(() => resolve({frames, maxGap,
+                                           rows: document.getElementById('stream').childElementCount,
                                            total: window.kcLive.stats.total}), 100); }
              }, 50);
            })"""

@@ -653,10 +653,10 @@ def popular_items(engine: Engine, since_ms: int, n: int = 200) -> list[dict]:
         )
     return _rows(
         engine,
-        """SELECT e.item_id AS id, i.title, i.kind, i.tags, i.creator_id, COUNT(*) AS views
-           FROM events e JOIN items i ON i.id = e.item_id
-           WHERE e.type = 'view' AND e.ts >= :lo GROUP BY e.item_id, i.title, i.kind, i.tags, i.creator_id
-           ORDER BY views DESC LIMIT :n""",
+        """SELECT v.item_id AS id, i.title, i.kind, i.tags, i.creator_id, v.views
+           FROM (SELECT item_id, COUNT(*) AS views FROM events WHERE type = 'view' AND ts >= :lo
+                 GROUP BY item_id) v
+           JOIN items i ON i.id = v.item_id ORDER BY v.views DESC, v.item_id LIMIT :n""",
         lo=since_ms,
         n=n,
     )
@@ -898,14 +898,20 @@ def creator_hours(engine: Engine, creator_id: str, off_ms: int = 0, ev: Any = No
 
 
 def creator_items(engine: Engine, creator_id: str) -> list[dict]:
+    # Aggregate per item id first, then join the items: PostgreSQL cannot GROUP BY the JSON tags column.
     sql = """
-        SELECT i.id, i.title, i.kind, i.tags,
-               SUM(CASE WHEN e.type = 'view' THEN 1 ELSE 0 END) AS views,
-               SUM(CASE WHEN e.type IN ('like', 'comment', 'share') THEN 1 ELSE 0 END) AS engagements,
-               SUM(CASE WHEN e.type = 'purchase' THEN COALESCE(e.amount, 0) ELSE 0 END) AS gmv
-        FROM items i LEFT JOIN events e ON e.item_id = i.id
-             AND e.type IN ('view', 'like', 'comment', 'share', 'purchase')
-        WHERE i.creator_id = :c GROUP BY i.id, i.title, i.kind, i.tags ORDER BY views DESC
+        SELECT i.id, i.title, i.kind, i.tags, COALESCE(a.views, 0) AS views,
+               COALESCE(a.engagements, 0) AS engagements, COALESCE(a.gmv, 0) AS gmv
+        FROM items i LEFT JOIN (
+            SELECT e.item_id,
+                   SUM(CASE WHEN e.type = 'view' THEN 1 ELSE 0 END) AS views,
+                   SUM(CASE WHEN e.type IN ('like', 'comment', 'share') THEN 1 ELSE 0 END) AS engagements,
+                   SUM(CASE WHEN e.type = 'purchase' THEN COALESCE(e.amount, 0) ELSE 0 END) AS gmv
+            FROM items ci CROSS JOIN events e
+            WHERE e.item_id = ci.id AND ci.creator_id = :c
+                  AND (e.type || '') IN ('view', 'like', 'comment', 'share', 'purchase')
+            GROUP BY e.item_id) a ON a.item_id = i.id
+        WHERE i.creator_id = :c ORDER BY views DESC, i.id
     """
     rows = _rows(engine, sql, c=creator_id)
     for r in rows:
