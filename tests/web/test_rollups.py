@@ -159,6 +159,17 @@ def test_ensure_fresh_follows_writes_and_cache_follows_token(store) -> None:  # 
     t2 = rollups.ensure_fresh(eng, 0)
     assert t2 != t1
     assert cache.cached(eng, "test", "k", compute)["n"] == 2
+    from knowcast.web.warm import prune
+
+    cache.cached(eng, "test", "other", compute)
+    with eng.begin() as c:  # an entry of an older data version
+        c.execute(
+            text('UPDATE kv SET value = \'{"token": "old", "value": 1}\' WHERE key = \'web.cache.test.k\'')
+        )
+    assert prune(eng) == 1
+    with eng.connect() as c:
+        keys = {r[0] for r in c.execute(text("SELECT key FROM kv WHERE key LIKE 'web.cache.%'"))}
+    assert keys == {"web.cache.test.other"}
     lo, hi2 = _window(eng, 0)
     _same(*_both(q.daily_kpis, eng, lo, hi2, 0))
 

@@ -15,7 +15,25 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+
+
+def prune(engine: Engine) -> int:
+    """Delete cached results of older data versions from the ``kv`` table (entries of pages nobody opened
+    since, e.g. one-off funnel specs, would otherwise stay); returns how many were removed."""
+    from sqlalchemy import delete
+
+    from knowcast.services.rollups import ensure_fresh
+    from knowcast.store.models import KeyValue
+
+    token = ensure_fresh(engine, 0)
+    removed = 0
+    with engine.begin() as c:
+        rows = c.execute(select(KeyValue.key, KeyValue.value).where(KeyValue.key.like("web.cache.%"))).all()
+        stale = [k for k, v in rows if not (isinstance(v, dict) and v.get("token") == token)]
+        for i in range(0, len(stale), 500):
+            removed += c.execute(delete(KeyValue).where(KeyValue.key.in_(stale[i : i + 500]))).rowcount or 0
+    return removed
 
 
 def warm(engine: Engine, creators: bool = False, lookbacks: tuple[int, ...] = (7,)) -> dict[str, float]:
@@ -37,6 +55,7 @@ def warm(engine: Engine, creators: bool = False, lookbacks: tuple[int, ...] = (7
         out[name] = time.perf_counter() - t
 
     part("rollups", lambda: refresh(engine))
+    part("prune", lambda: prune(engine))
     for lb in lookbacks:
         part(
             f"attribution:{lb}",
