@@ -139,6 +139,8 @@ def import_(
         except FileFormatError as exc:
             raise fail(str(exc), 2) from None
     _print_report(report, json_out)
+    if report.rows_written and not dry_run:
+        after_import(store)
     if report.error_count and (dry_run or on_error == "abort"):
         raise typer.Exit(1)
 
@@ -215,6 +217,7 @@ def import_dataset_cmd(
         known = "\n".join(f"  {k}: {v[2]}" for k, v in DATASETS.items())
         raise fail(f"{exc}\nknown datasets:\n{known}", 2) from None
     _summary(reports, time.perf_counter() - t)
+    after_import(store)
 
 
 def _summary(reports, seconds: float) -> None:  # type: ignore[no-untyped-def]
@@ -259,6 +262,7 @@ def demo(
         progress=lambda k, n: err.print(f"  {k}: +{n:,}") if n else None,
     )
     _summary(result.reports, time.perf_counter() - t)
+    after_import(store)
 
 
 @app.command()
@@ -285,6 +289,7 @@ def serve(
         t = time.perf_counter()
         result = seed_demo(store.engine, SimConfig(seed=0, **SIZES[demo_size]))
         _summary(result.reports, time.perf_counter() - t)
+        after_import(store)
     bootstrap_admin(store)
     store.dispose()
     os.environ["KNOWCAST_DATABASE_URL"] = settings.database_url
@@ -375,6 +380,18 @@ def keys_revoke(key_id: int, db: DbOption = None) -> None:
             raise fail(f"unknown key id {key_id}", 1)
         s.commit()
     console.print(f"revoked key {key_id}")
+
+
+def after_import(store) -> None:  # type: ignore[no-untyped-def]
+    """Bring the dashboard's daily rollups and cached reports up to date after new data (seconds)."""
+    rollups = _optional("knowcast.services.rollups")
+    warm = _optional("knowcast.web.warm")
+    if rollups is None or warm is None:
+        return
+    t = time.perf_counter()
+    rollups.refresh(store.engine)
+    warm.warm(store.engine)
+    err.print(f"dashboard rollups and reports refreshed in {time.perf_counter() - t:.1f}s")
 
 
 def _optional(module: str):  # type: ignore[no-untyped-def]
