@@ -179,59 +179,37 @@ def _ordered_ctes(spec: FunnelSpec) -> tuple[Any, list[Any]]:
 
 
 def _strict_ctes(spec: FunnelSpec) -> tuple[Any, list[Any]]:
+    """Strict order in one window pass: from each step-1 event, LEAD looks 1..n-1 events ahead.
+
+    A chain starting at a step-1 event reaches step k when the next k-1 events of the user are steps
+    2..k in order, inside the windows. Per user, each step's time is the earliest such chain's.
+    """
     ev = events.alias("ev")
-    flags = [
-        case((step_condition(ev, s), 1), else_=0).label(f"m{k}") for k, s in enumerate(spec.steps, start=1)
-    ]
-    seq = select(
+    n = spec.n
+    w = {"partition_by": ev.c.user_id, "order_by": (ev.c.ts, ev.c.id)}
+    cols: list[Any] = [
         ev.c.user_id,
         ev.c.ts,
-        func.row_number().over(partition_by=ev.c.user_id, order_by=(ev.c.ts, ev.c.id)).label("rn"),
-        *flags,
-    ).cte("seq")
-    c1 = (
-        select(seq.c.user_id, seq.c.rn.label("rn1"), seq.c.ts.label("t1"))
-        .where(seq.c.m1 == 1, *_range(seq, spec.start_ms, spec.end_ms))
-        .cte("c1")
-    )
-    chain = [c1]
-    prev = c1
-    for k in range(2, spec.n + 1):
-        step = spec.steps[k - 1]
-        s = seq.alias(f"q{k}")
-        conds = [
-            s.c.user_id == prev.c.user_id,
-            s.c.rn == prev.c[f"rn{k - 1}"] + 1,
-            s.c[f"m{k}"] == 1,
-            s.c.ts <= prev.c.t1 + spec.window_ms,
-        ]
-        if step.window_ms is not None:
-            conds.append(s.c.ts <= prev.c[f"t{k - 1}"] + step.window_ms)
-        ck = (
-            select(
-                prev.c.user_id,
-                prev.c.t1,
-                s.c.rn.label(f"rn{k}"),
-                *[prev.c[f"t{j}"] for j in range(2, k)],
-                s.c.ts.label(f"t{k}"),
-            )
-            .select_from(prev.join(s, and_(*conds)))
-            .cte(f"c{k}")
-        )
-        chain.append(ck)
-        prev = ck
-    # Per user and depth, the earliest chain's times.
-    per = [
-        select(c.c.user_id, func.min(c.c[f"t{k}"]).label(f"t{k}")).group_by(c.c.user_id).cte(f"d{k}")
-        for k, c in enumerate(chain, start=1)
+        case((step_condition(ev, spec.steps[0]), 1), else_=0).label("m1"),
     ]
-    j = per[0]
-    for d in per[1:]:
-        j = j.outerjoin(d, d.c.user_id == per[0].c.user_id)
-    base = (
-        select(per[0].c.user_id, *[d.c[f"t{k}"] for k, d in enumerate(per, start=1)]).select_from(j).cte("fu")
-    )
-    return base, [base.c[f"t{k}"] for k in range(1, spec.n + 1)]
+    for k in range(2, n + 1):
+        flag = case((step_condition(ev, spec.steps[k - 1]), 1), else_=0)
+        cols.append(func.lead(flag, k - 1).over(**w).label(f"m{k}"))
+        cols.append(func.lead(ev.c.ts, k - 1).over(**w).label(f"l{k}"))
+    seq = select(*cols).cte("seq")
+    ok = [seq.c.m1 == 1, *_range(seq, spec.start_ms, spec.end_ms)]
+    times = [func.min(case((and_(*ok), seq.c.ts))).label("t1")]
+    prev_t = seq.c.ts
+    for k in range(2, n + 1):
+        step = spec.steps[k - 1]
+        lk = seq.c[f"l{k}"]
+        ok = ok + [seq.c[f"m{k}"] == 1, lk <= seq.c.ts + spec.window_ms]
+        if step.window_ms is not None:
+            ok.append(lk <= prev_t + step.window_ms)
+        times.append(func.min(case((and_(*ok), lk))).label(f"t{k}"))
+        prev_t = lk
+    base = select(seq.c.user_id, *times).group_by(seq.c.user_id).having(func.max(seq.c.m1) == 1).cte("fu")
+    return base, [base.c[f"t{k}"] for k in range(1, n + 1)]
 
 
 def _any_order_ctes(spec: FunnelSpec) -> tuple[Any, list[Any]]:
