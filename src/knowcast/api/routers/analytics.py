@@ -1,0 +1,174 @@
+"""Analytics over HTTP (read scope): funnels, retention, stickiness, attribution, revenue. JSON or CSV."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from knowcast.api.deps import EngineDep, require_scope
+
+router = APIRouter(prefix="/v1/analytics", tags=["analytics"], dependencies=[Depends(require_scope("read"))])
+Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
+DAY_MS = 86_400_000
+
+
+def _plain(obj: Any) -> Any:
+    """DataFrames and NumPy values as JSON-able data."""
+    if isinstance(obj, pd.DataFrame):
+        return [{k: _plain(v) for k, v in r.items()} for r in obj.to_dict("records")]
+    if isinstance(obj, pd.Series):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def _respond(payload: Any, fmt: str, table: pd.DataFrame | None, name: str) -> Any:
+    if fmt == "csv":
+        if table is None:
+            raise HTTPException(422, "query parameter 'format': this report has no single table; use json")
+        buf = io.StringIO()
+        table.to_csv(buf, index=False)
+        return Response(
+            buf.getvalue(),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    return _plain(payload)
+
+
+async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return await run_in_threadpool(fn, *args, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+FUNNEL_EXAMPLE = {
+    "steps": ["view", "click", "add_to_cart", {"type": "purchase", "item_kind": "course"}],
+    "mode": "ordered",
+    "window_days": 14,
+    "breakdown": "channel",
+}
+
+
+@router.post("/funnel", summary="A funnel: conversion and drop-off per step, time to convert")
+async def funnel(
+    engine: EngineDep,
+    spec: Annotated[dict[str, Any], Body(examples=[FUNNEL_EXAMPLE])],
+    format: Format = "json",
+) -> Any:
+    from knowcast.analytics.funnel import FunnelSpec
+    from knowcast.analytics.service import funnel as run
+
+    allowed = {"steps", "mode", "window_days", "breakdown", "exclusions", "start_ms", "end_ms"}
+    unknown = set(spec) - allowed
+    if unknown:
+        raise HTTPException(422, f"unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    try:
+        days = float(spec.get("window_days", 14))
+        fs = FunnelSpec(
+            steps=tuple(spec.get("steps") or ()),
+            mode=spec.get("mode", "ordered"),
+            window_ms=int(days * DAY_MS),
+            breakdown=spec.get("breakdown"),
+            exclusions=tuple(spec.get("exclusions") or ()),
+            start_ms=spec.get("start_ms"),
+            end_ms=spec.get("end_ms"),
+        )
+    except (ValueError, TypeError) as exc:
+        raise HTTPException(422, str(exc)) from None
+    result = await _call(run, engine, fs)
+    return _respond(result.to_dict(), format, result.steps, "funnel")
+
+
+@router.get("/retention", summary="Cohort retention table (first-time or recurring, by day or week)")
+async def retention(
+    engine: EngineDep,
+    period: Literal["day", "week"] = "day",
+    kind: Literal["first_time", "recurring"] = "first_time",
+    max_offset: Annotated[int | None, Query(ge=1, le=365)] = None,
+    format: Format = "json",
+) -> Any:
+    from knowcast.analytics.service import retention as run
+
+    result = await _call(run, engine, period=period, kind=kind, max_offset=max_offset)
+    rates = result.rates.reset_index()
+    rates.columns = [str(c) for c in rates.columns]
+    return _respond({"kind": kind, **result.to_dict()}, format, rates, "retention")
+
+
+@router.get("/stickiness", summary="Daily and monthly active users and DAU/MAU")
+async def stickiness(engine: EngineDep, format: Format = "json") -> Any:
+    from knowcast.analytics.service import stickiness as run
+
+    table = await _call(run, engine)
+    return _respond({"days": table}, format, table, "stickiness")
+
+
+@router.get(
+    "/attribution",
+    summary="Channel attribution: first/last touch, linear, time decay, position, Markov, Shapley",
+)
+async def attribution(
+    engine: EngineDep,
+    lookback_days: Annotated[float, Query(gt=0, le=365)] = 30.0,
+    half_life_days: Annotated[float, Query(gt=0, le=365)] = 7.0,
+    format: Format = "json",
+) -> Any:
+    from knowcast.analytics.service import channel_attribution as run
+
+    out = await _call(run, engine, lookback_days=lookback_days, half_life_days=half_life_days)
+    return _respond(out, format, out["channels"], "attribution")
+
+
+@router.get(
+    "/content-attribution", summary="Revenue and conversion credited to the videos and lives that promoted"
+)
+async def content_attribution(
+    engine: EngineDep,
+    lookback_days: Annotated[float, Query(gt=0, le=365)] = 14.0,
+    model: Literal["linear", "last_touch", "first_touch"] = "linear",
+    creator_id: str | None = None,
+    format: Format = "json",
+) -> Any:
+    from knowcast.analytics.service import content_attribution as run
+
+    table = await _call(run, engine, lookback_days=lookback_days, model=model, creator_id=creator_id)
+    return _respond({"promoters": table}, format, table, "content_attribution")
+
+
+@router.get(
+    "/revenue", summary="Revenue by stream (or creator, item, channel, day), refunds netted, ARPU/ARPPU"
+)
+async def revenue(
+    engine: EngineDep,
+    by: Literal["stream", "creator", "item", "channel", "day"] = "stream",
+    cpm: Annotated[float, Query(ge=0, le=10_000)] = 10.0,
+    creator_share: Annotated[float, Query(ge=0, le=1)] = 0.5,
+    format: Format = "json",
+) -> Any:
+    from knowcast.analytics.service import revenue as run
+
+    out = await _call(run, engine, cpm=cpm, creator_share=creator_share, by=by)
+    table = next((v for v in out.values() if isinstance(v, pd.DataFrame)), None)
+    return _respond(out, format, table, "revenue")
+
+
+@router.get("/subscriptions", summary="MRR, new, churned, churn rate, LTV from a survival estimate")
+async def subscriptions(engine: EngineDep) -> Any:
+    from knowcast.analytics.service import subscriptions as run
+
+    return _plain(await _call(run, engine))
