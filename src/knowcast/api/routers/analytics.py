@@ -13,7 +13,16 @@ from fastapi.responses import Response
 
 from knowcast.api.deps import EngineDep, require_scope
 
-router = APIRouter(prefix="/v1/analytics", tags=["analytics"], dependencies=[Depends(require_scope("read"))])
+#: Reports answer JSON, or CSV with ``?format=csv``; both are in the OpenAPI document.
+CSV_OR_JSON: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}}}
+}
+router = APIRouter(
+    prefix="/v1/analytics",
+    tags=["analytics"],
+    dependencies=[Depends(require_scope("read"))],
+    responses=CSV_OR_JSON,
+)
 Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
 DAY_MS = 86_400_000
 
