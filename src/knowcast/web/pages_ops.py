@@ -39,7 +39,16 @@ BREAKDOWNS = ("", "channel", "device", "source", "creator")
 # ----------------------------------------------------------------------------- live
 def stream_route_exists(request: Request) -> bool:
     """Whether the live area's WebSocket ``/v1/rooms/{room_id}/stream`` is mounted on this app."""
-    return any(getattr(r, "path", "") == "/v1/rooms/{room_id}/stream" for r in request.app.routes)
+    # Newer FastAPI keeps included routers nested, so look at the live router module itself too.
+    if any(getattr(r, "path", "") == "/v1/rooms/{room_id}/stream" for r in request.app.routes):
+        return True
+    try:
+        from knowcast.api.routers.live import router
+    except ModuleNotFoundError:
+        return False
+    mounted = any(getattr(r, "original_router", None) is router or getattr(r, "router", None) is router
+                  for r in request.app.routes)
+    return mounted or any(getattr(r, "path", "") == "/v1/rooms/{room_id}/stream" for r in router.routes)
 
 
 def _verdicts_for(rows: list[dict]) -> list[dict]:
