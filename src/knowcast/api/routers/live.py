@@ -291,6 +291,9 @@ async def stream(
         await ws.send_json({"type": "error", "status": 403, "detail": "this room belongs to another creator"})
         await ws.close(code=4403)
         return
+    # Build the shared pipeline (lexicons, sentiment model) before the console goes live, so the first
+    # comment after a restart is not the one that pays seconds of loading.
+    await svc.warm_up()
     batch_s = min(max(batch_ms, 10), 1000) / 1000.0
     snapshot_s = min(max(snapshot_s, 0.2), 60.0)
     sub = svc.bus.subscribe(room_id)
