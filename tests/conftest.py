@@ -29,6 +29,32 @@ def pg_available(url: str = PG_URL) -> str | None:
         return f"PostgreSQL not reachable at {url}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
 
 
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def fresh_pg_database(name: str) -> str | None:
+    """Create database ``name`` if missing and empty its public schema; None, or the reason to skip.
+
+    Areas whose tests seed big fixtures use a database of their own, so they never race the shared one.
+    """
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed"
+    try:
+        with psycopg.connect(PG_SERVER, autocommit=True, connect_timeout=3) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        with psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:5432/{name}", autocommit=True, connect_timeout=3
+        ) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+    except Exception as exc:  # noqa: BLE001 - any failure means: no PostgreSQL for these tests
+        return f"PostgreSQL unreachable at {PG_SERVER}: {exc}"
+    return None
+
+
 def reset_pg(url: str = PG_URL) -> Store:
     store = Store(url)
     with store.engine.begin() as c:

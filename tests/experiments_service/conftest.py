@@ -12,27 +12,14 @@ import pytest
 
 from knowcast.experiments import service as svc
 from knowcast.store import Store
+from tests.conftest import fresh_pg_database
 
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_DB = "kc_experiments_test"
 PG_URL = f"postgresql://postgres@127.0.0.1:5432/{PG_DB}"
 
 
 def _pg_reason() -> str | None:
-    try:
-        import psycopg
-    except ImportError:
-        return "psycopg is not installed"
-    try:
-        with psycopg.connect(PG_SERVER, autocommit=True, connect_timeout=3) as conn:
-            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DB,)).fetchone() is None:
-                conn.execute(f'CREATE DATABASE "{PG_DB}"')
-        with psycopg.connect(PG_URL, autocommit=True, connect_timeout=3) as conn:
-            conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
-            conn.execute("CREATE SCHEMA public")
-    except Exception as exc:  # noqa: BLE001 - any failure means: no PostgreSQL for these tests
-        return f"PostgreSQL unreachable at {PG_SERVER}: {exc}"
-    return None
+    return fresh_pg_database(PG_DB)
 
 
 @pytest.fixture(scope="session")
