@@ -227,6 +227,18 @@ def _list_column(c: _Collector, s: pd.Series, name: str) -> pd.Series:
     return pd.Series([p for p, _ in parsed], index=s.index, dtype=object)
 
 
+def _currency_column(c: _Collector, s: pd.Series, money: pd.Series, default: str) -> pd.Series:
+    """ISO 4217 codes, upper-cased; rows with an amount or price but no currency get ``default``."""
+    cur = _text(s)
+    cur = cur.where(cur.isna(), cur.str.upper())
+    c.flag(
+        np.asarray(cur.notna() & ~cur.str.fullmatch(r"[A-Z]{3}").fillna(False).astype(bool), dtype=bool),
+        "currency",
+        "expected a 3-letter ISO 4217 code such as CNY or USD",
+    )
+    return cur.where(~(cur.isna() & money.notna()), default)
+
+
 def _id_column(c: _Collector, s: pd.Series, name: str, required: bool) -> pd.Series:
     txt = _text(s)
     missing = np.asarray(txt.isna(), dtype=bool)
@@ -332,12 +344,7 @@ def check_events(
     money = np.asarray(typ.isin(MONEY_EVENTS), dtype=bool)
     c.flag(money & np.asarray(amount.isna(), dtype=bool) & ~bad, "amount", "is required for this event type")
     out["amount"] = amount
-    cur = _text(_col(cols, "currency", n))
-    cur = cur.where(cur.isna(), cur.str.upper())
-    bad_cur = np.asarray(cur.notna() & ~cur.str.fullmatch(r"[A-Z]{3}").fillna(False).astype(bool), dtype=bool)
-    c.flag(bad_cur, "currency", "expected a 3-letter ISO 4217 code such as CNY or USD")
-    cur = cur.where(~(cur.isna() & amount.notna()), default_currency)
-    out["currency"] = cur
+    out["currency"] = _currency_column(c, _col(cols, "currency", n), amount, default_currency)
     chan = _text(_col(cols, "channel", n))
     chan = chan.where(chan.isna(), chan.str.lower())
     c.flag(
@@ -439,14 +446,7 @@ def check_items(
     paid = np.asarray(kind.isin(PAID_KINDS), dtype=bool)
     c.flag(paid & np.asarray(price.isna(), dtype=bool) & ~bad, "price", "is required for paid kinds")
     out["price"] = price
-    cur = _text(_col(cols, "currency", n))
-    cur = cur.where(cur.isna(), cur.str.upper())
-    c.flag(
-        np.asarray(cur.notna() & ~cur.str.fullmatch(r"[A-Z]{3}").fillna(False).astype(bool), dtype=bool),
-        "currency",
-        "expected a 3-letter ISO 4217 code such as CNY or USD",
-    )
-    out["currency"] = cur.where(~(cur.isna() & price.notna()), "CNY")
+    out["currency"] = _currency_column(c, _col(cols, "currency", n), price, "CNY")
     dur, bad = _number(_col(cols, "duration_s", n))
     c.flag(bad, "duration_s", "expected a number of seconds")
     c.flag(np.asarray(dur < 0, dtype=bool), "duration_s", "must not be negative")
