@@ -44,8 +44,11 @@ class RetentionTable:
         }
 
     def to_frame(self) -> pd.DataFrame:
-        """Long form: cohort, offset, cohort_users, retained, rate (the CSV export)."""
-        long = self.counts.stack().rename("retained").reset_index()
+        """Long form: cohort, offset, cohort_users, retained, rate (the CSV export).
+
+        Cells a cohort has not lived to see yet are left out (pandas 3's ``stack`` keeps NaN cells).
+        """
+        long = self.counts.stack().dropna().rename("retained").reset_index()
         long.columns = ["cohort", "offset", "retained"]
         long["cohort_users"] = long["cohort"].map(self.sizes)
         long["rate"] = long["retained"] / long["cohort_users"]
