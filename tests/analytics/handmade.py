@@ -11,7 +11,7 @@ from knowcast.ingest.service import import_records
 
 DAY = 86_400_000
 HOUR = 3_600_000
-#: Day 20,160 since the epoch (2025-03-13), a multiple of 30 and of 7 days so that months and weeks start on it.
+#: Day 20,160 since the epoch (2025-03-13): a multiple of 30 and 7, so months and weeks start on it.
 D0 = 20_160
 assert D0 % 30 == 0 and D0 % 7 == 0
 
@@ -25,9 +25,7 @@ def ts(day: float, hour: float = 0.0, minute: float = 0.0) -> int:
     return int((D0 + day) * DAY + hour * HOUR + minute * 60_000)
 
 
-def event(
-    eid: str, etype: str, t: int, user: str, item: str | None = None, **extra: Any
-) -> dict[str, Any]:
+def event(eid: str, etype: str, t: int, user: str, item: str | None = None, **extra: Any) -> dict[str, Any]:
     row: dict[str, Any] = {"event_id": eid, "type": etype, "ts": t, "user_id": user, "item_id": item}
     if "amount" in extra:
         extra.setdefault("currency", "CNY")

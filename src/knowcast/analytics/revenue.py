@@ -143,7 +143,8 @@ def subscription_report(ledger: pd.DataFrame, *, horizon: int = 36) -> dict[str,
     ledger: user_id, month (period index), amount (what the user paid that month). A user who paid in
     month m-1 and not in m churned in m; one who pays again later is a reactivation. Lifetime is the
     restricted mean of the Kaplan-Meier curve of subscription spells (censored when still active at the
-    last month), extrapolated over ``horizon`` months with the last observed monthly churn hazard.
+    last month), extrapolated over ``horizon`` months with the pooled monthly churn hazard (churned spells
+    / spell-months at risk).
     """
     for c in ("user_id", "month", "amount"):
         if c not in ledger.columns:
@@ -203,7 +204,11 @@ def subscription_report(ledger: pd.DataFrame, *, horizon: int = 36) -> dict[str,
     surv = km.set_index("t")["survival"]
     # S(t) is the share still subscribed after t months; lifetime = sum over months of P(paying in month i).
     curve = [1.0] + [float(surv.get(t, surv.iloc[-1])) for t in range(1, len(km))]
-    hazard = 1.0 - (curve[-1] / curve[-2]) if len(curve) > 1 and curve[-2] > 0 else 1.0
+    # Beyond the data the hazard is the pooled one (churns / subscriber-months at risk): the last interval
+    # alone often has one or two spells at risk and no churn, which would make the tail never decay.
+    later = km[km["t"] >= 1]
+    exposure = float(later["at_risk"].sum())
+    hazard = float(later["churned"].sum()) / exposure if exposure else 1.0
     while len(curve) < horizon:
         curve.append(curve[-1] * (1.0 - hazard))
     lifetime = float(sum(curve[:horizon]))
