@@ -22,72 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-PG_URL = os.environ.get("KNOWCAST_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/kc_bench")
-
-
-def make_data(workdir: Path, n_events: int) -> tuple[Path, Path, Path, Path]:
-    from knowcast.sim import SimConfig, iter_event_frames, simulate_platform
-
-    cfg = SimConfig(seed=7, n_creators=50, n_items=500, n_users=2000, days=3)
-    p = simulate_platform(cfg)
-    creators, items, users = workdir / "creators.jsonl", workdir / "items.jsonl", workdir / "users.jsonl"
-    p.creators.assign(created_at=p.creators["created_at"].astype(str)).to_json(
-        creators, orient="records", lines=True, force_ascii=False
-    )
-    p.items.assign(created_at=p.items["created_at"].astype(str)).to_json(
-        items, orient="records", lines=True, force_ascii=False
-    )
-    p.users.assign(created_at=p.users["created_at"].astype(str)).to_json(
-        users, orient="records", lines=True, force_ascii=False
-    )
-    events = workdir / "events.csv"
-    first = True
-    for frame in iter_event_frames(
-        SimConfig(seed=7, n_creators=50, n_items=500, n_users=2000, days=3),
-        n_events=n_events,
-        chunk_size=200_000,
-    ):
-        frame = frame.copy()
-        frame["props"] = frame["props"].map(
-            lambda v: "" if v is None or v != v else pd.io.json.ujson_dumps(v)
-        )
-        frame.to_csv(events, mode="w" if first else "a", header=first, index=False)
-        first = False
-    return creators, items, users, events
-
-
-def fresh_store(url: str):  # type: ignore[no-untyped-def]
-    from sqlalchemy import text
-
-    from knowcast.store import Store
-
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
-    else:
-        ensure_pg_database(url)
-    store = Store(url)
-    if store.dialect == "postgresql":
-        with store.engine.begin() as c:
-            c.execute(text("DROP SCHEMA public CASCADE"))
-            c.execute(text("CREATE SCHEMA public"))
-    return store
-
-
-def ensure_pg_database(url: str) -> None:
-    """Create the benchmark's own database (never the shared ``test`` one's tables)."""
-    from sqlalchemy import create_engine, text
-
-    base, name = url.rsplit("/", 1)
-    admin = create_engine(
-        base.replace("postgresql://", "postgresql+psycopg://") + "/postgres", isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as c:
-        if not c.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
+from _common import PG_URL, ROOT, fresh_store, make_data, run_child
 
 
 def _child_knowcast(url: str, files: tuple[Path, Path, Path, Path], q: mp.Queue) -> None:
@@ -137,16 +72,6 @@ def _child_to_sql(url: str, events: Path, q: mp.Queue) -> None:
         {"rows": rows, "seconds": dt, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     )
     engine.dispose()
-
-
-def run_child(target, *args):  # type: ignore[no-untyped-def]
-    ctx = mp.get_context("spawn")
-    q: mp.Queue = ctx.Queue()
-    p = ctx.Process(target=target, args=(*args, q))
-    p.start()
-    out = q.get()
-    p.join()
-    return out
 
 
 def bench_http(

@@ -27,8 +27,6 @@ import argparse
 import os
 import platform
 import random
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -41,9 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks" / "recommend_serving.md"
 
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+from _common import free_port, log, start_server  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------- build
@@ -197,53 +193,6 @@ def ivf_recall(artifacts: Path, n_users: int = 200, k: int = 100) -> dict[str, f
 
 
 # ---------------------------------------------------------------------------------------------- load
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(url: str, artifacts: Path, port: int) -> subprocess.Popen:
-    env = dict(
-        os.environ,
-        KNOWCAST_DATABASE_URL=url,
-        KNOWCAST_AUTH="off",
-        KNOWCAST_RATE_LIMIT="0",
-        KNOWCAST_ARTIFACTS=str(artifacts),
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "knowcast.api.app:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    proc = subprocess.Popen(cmd, env=env)
-    import httpx
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError("the server exited during start-up")
-        time.sleep(0.3)
-    proc.terminate()
-    raise RuntimeError("the server did not answer /healthz within 120 s")
-
-
 class Paths:
     """Request paths: recommendations for a random (mostly known) user and surface, or /healthz."""
 
