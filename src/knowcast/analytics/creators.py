@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 
 ENGAGEMENTS = ("like", "comment", "share", "follow")
-#: Comments that ask how to buy or what it costs: an early signal of commercial value.
-PURCHASE_INTENT = re.compile(
-    r"怎么买|多少钱|哪里买|在哪买|链接|怎么报名|报名|价格|优惠|上车|求购"
-    r"|how much|price|where (?:to|can i) buy|link",
-    re.IGNORECASE,
-)
+#: Phrases of comments that ask how to buy or what it costs: an early signal of commercial value. Plain
+#: substrings (lower case), so the store can count them with portable ``LIKE`` (queries.py) and Python with
+#: the same list (``PURCHASE_INTENT``).
+INTENT_PHRASES: tuple[str, ...] = (
+    "怎么买", "多少钱", "哪里买", "在哪买", "链接", "怎么报名", "报名", "价格", "优惠", "上车", "求购",
+    "how much", "price", "where to buy", "where can i buy", "link",
+)  # fmt: skip
+PURCHASE_INTENT = re.compile("|".join(re.escape(p) for p in INTENT_PHRASES), re.IGNORECASE)
 
 
 def tags_of(value: Any) -> list[str]:
@@ -40,6 +42,9 @@ def creator_summary(
     item_stats: queries.creator_item_stats (one row per item). follows: creator_id, day, follows.
     attributed: content attribution (promoter_id, revenue, buyers, viewers) for video -> course conversion.
     Reach is the sum of per-item unique viewers (an upper bound of the creator's distinct audience).
+    ``revenue_per_1000_views`` is the creator's own sales and tips (net of refunds) per 1,000 views;
+    ``attributed_rpm`` the revenue credited to the creator's videos and lives per 1,000 views. They are
+    kept apart: a course sold through the creator's video is in both, and adding them would count it twice.
     """
     s = item_stats.copy()
     g = s.groupby("creator_id")
@@ -67,8 +72,9 @@ def creator_summary(
         out["video_to_course_conversion"] = (
             (a["buyers"] / a["viewers"].clip(lower=1)).reindex(out.index).fillna(0.0)
         )
-    rev = out["direct_revenue"] + out.get("attributed_revenue", 0.0)
-    out["revenue_per_1000_views"] = rev * 1000.0 / views
+    out["revenue_per_1000_views"] = out["direct_revenue"] * 1000.0 / views
+    if "attributed_revenue" in out.columns:
+        out["attributed_rpm"] = out["attributed_revenue"] * 1000.0 / views
     return out.reset_index().sort_values("views", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -90,7 +96,7 @@ def content_pillars(item_stats: pd.DataFrame, creator_id: str | None = None) -> 
 
 
 def best_hours(hour_stats: pd.DataFrame, top: int = 3, offset_hours: int = 0) -> pd.DataFrame:
-    """Best hours to post short videos and to go live: hours ranked by engagements + purchases per view.
+    """Best hours to post short videos and to go live: hours ranked by views + engagements + 5 x purchases.
 
     hour_stats: creator_id, kind, hour (UTC), views, engagements, purchases. ``offset_hours`` shifts to
     local time (e.g. 8 for Beijing).
@@ -98,7 +104,8 @@ def best_hours(hour_stats: pd.DataFrame, top: int = 3, offset_hours: int = 0) ->
     h = hour_stats.copy()
     h["hour"] = (h["hour"].astype(int) + offset_hours) % 24
     h = h.groupby(["creator_id", "kind", "hour"], as_index=False)[["views", "engagements", "purchases"]].sum()
-    h["score"] = h["views"] * (1.0 + (h["engagements"] + 5.0 * h["purchases"]) / h["views"].clip(lower=1))
+    # views + engagements + 5 x purchases: an hour that only sells (a live's closing hour) still scores.
+    h["score"] = (h["views"] + h["engagements"] + 5.0 * h["purchases"]).astype(float)
     h["what"] = np.where(h["kind"] == "live", "go_live", "post")
     h = h[h["kind"].isin(["short_video", "live"])]
     h = h.sort_values(["creator_id", "what", "score"], ascending=[True, True, False], kind="stable")
@@ -118,17 +125,40 @@ def sentiment_over_time(comments: pd.DataFrame, period_ms: int = 86_400_000) -> 
 
 
 def share_of_voice(item_stats: pd.DataFrame, creator_topics: pd.DataFrame) -> pd.DataFrame:
-    """Per topic: each creator's share of the views of all creators who declare that topic."""
-    views = item_stats.groupby("creator_id")[["view", "live_join"]].sum().sum(axis=1).rename("views")
+    """Per topic: each creator's share of the views of that topic's content.
+
+    A topic's views are the views (and live joins) of items tagged with it. The creators compared are those
+    who declare the topic or publish in it; a creator who declares it without publishing there has 0.
+    """
     rows = []
+    for r in item_stats.itertuples(index=False):
+        for t in set(tags_of(r.tags)):
+            rows.append((t, r.creator_id, float(r.view + r.live_join)))
     for r in creator_topics.itertuples(index=False):
         for t in tags_of(r.topics):
-            rows.append((t, r.creator_id))
-    ct = pd.DataFrame(rows, columns=["topic", "creator_id"]).drop_duplicates()
-    ct["views"] = ct["creator_id"].map(views).fillna(0.0)
+            rows.append((t, r.creator_id, 0.0))
+    ct = pd.DataFrame(rows, columns=["topic", "creator_id", "views"])
+    ct = ct[ct["creator_id"].notna()].groupby(["topic", "creator_id"], as_index=False)["views"].sum()
+    declared = {(t, r.creator_id) for r in creator_topics.itertuples(index=False) for t in tags_of(r.topics)}
+    ct["declared"] = [(t, c) in declared for t, c in zip(ct["topic"], ct["creator_id"], strict=True)]
     ct["share_of_voice"] = ct["views"] / ct.groupby("topic")["views"].transform("sum").replace(0, np.nan)
     ct["rank"] = ct.groupby("topic")["views"].rank(ascending=False, method="min").astype(int)
-    return ct.fillna({"share_of_voice": 0.0}).sort_values(["topic", "rank"]).reset_index(drop=True)
+    ct = ct.fillna({"share_of_voice": 0.0})
+    return ct.sort_values(["topic", "rank", "creator_id"], kind="stable").reset_index(drop=True)
+
+
+def audience_interests(item_views: pd.DataFrame, catalog: pd.DataFrame, top: int = 20) -> pd.DataFrame:
+    """What a creator's audience watches: views per tag over every item the audience viewed, and the share.
+
+    item_views: item_id, views (queries.audience_item_views). catalog: item_id, tags.
+    """
+    tags = dict(zip(catalog["item_id"], catalog["tags"], strict=True))
+    rows = [(t, float(v)) for i, v in zip(item_views["item_id"], item_views["views"], strict=True)
+            for t in set(tags_of(tags.get(i, [])))]  # fmt: skip
+    df = pd.DataFrame(rows, columns=["tag", "views"]).groupby("tag", as_index=False)["views"].sum()
+    total = float(item_views["views"].sum()) or 1.0
+    df["share"] = df["views"] / total
+    return df.sort_values(["views", "tag"], ascending=[False, True]).head(top).reset_index(drop=True)
 
 
 def intent_count(texts: pd.Series) -> int:

@@ -698,7 +698,10 @@ ENGAGE_TYPES = ("view", "like", "comment", "share", "follow", "click", "purchase
 def creator_item_stats(
     engine: Engine, *, start_ms: int | None = None, end_ms: int | None = None
 ) -> pd.DataFrame:
-    """Per item: kind, creator, tags and counts of each engagement type, viewers and mean watch ratio."""
+    """Per item: kind, creator, tags and counts of each engagement type, viewers and mean watch ratio.
+
+    ``revenue`` is purchases and tips on the item net of its refunds.
+    """
     ev = events.alias("ev")
     counts = [func.count(case((ev.c.type == t, 1))).label(t) for t in ENGAGE_TYPES]
     stats = (
@@ -710,11 +713,19 @@ def creator_item_stats(
             ),
             func.avg(case((ev.c.type == "view", ev.c.watch_ratio))).label("watch_ratio"),
             func.count(case((and_(ev.c.type == "view", ev.c.watch_ratio >= 0.9), 1))).label("completed"),
-            func.coalesce(func.sum(case((ev.c.type.in_(("purchase", "tip")), ev.c.amount))), 0.0).label(
-                "revenue"
-            ),
+            func.coalesce(
+                func.sum(
+                    case(
+                        (ev.c.type.in_(("purchase", "tip")), ev.c.amount),
+                        (ev.c.type == "refund", -func.abs(ev.c.amount)),
+                    )
+                ),
+                0.0,
+            ).label("revenue"),
         )
-        .where(ev.c.item_id.is_not(None), ev.c.type.in_(ENGAGE_TYPES), *_range(ev, start_ms, end_ms))
+        .where(
+            ev.c.item_id.is_not(None), ev.c.type.in_((*ENGAGE_TYPES, "refund")), *_range(ev, start_ms, end_ms)
+        )
         .group_by(ev.c.item_id)
         .subquery()
     )
@@ -731,7 +742,11 @@ def creator_item_stats(
 
 
 def creator_hour_stats(engine: Engine, creator_id: str | None = None) -> pd.DataFrame:
-    """Per creator, item kind and hour of day (UTC): views and engagement events."""
+    """Per creator, item kind and hour of day (UTC): views and engagement events.
+
+    An event in a live room (a purchase or a tip there) counts for the live, not for the item bought, so a
+    live's hours carry the sales it made.
+    """
     ev = events.alias("ev")
     hour = ((ev.c.ts // 3_600_000) % 24).label("hour")
     cond = [items.c.creator_id == creator_id] if creator_id else []
@@ -744,7 +759,7 @@ def creator_hour_stats(engine: Engine, creator_id: str | None = None) -> pd.Data
             func.count(case((ev.c.type.in_(("like", "comment", "share", "follow")), 1))).label("engagements"),
             func.count(case((ev.c.type == "purchase", 1))).label("purchases"),
         )
-        .select_from(ev.join(items, items.c.id == ev.c.item_id))
+        .select_from(ev.join(items, items.c.id == func.coalesce(ev.c.room_id, ev.c.item_id)))
         .where(ev.c.type.in_(ENGAGE_TYPES), *cond)
         .group_by(items.c.creator_id, items.c.kind, hour)
     )
@@ -752,15 +767,22 @@ def creator_hour_stats(engine: Engine, creator_id: str | None = None) -> pd.Data
 
 
 def creator_followers(engine: Engine) -> pd.DataFrame:
-    """Follow events per creator and day (a follow names an item of the creator, or the creator in source)."""
+    """New followers per creator and day: each (creator, user) counted once, on the day of the first follow.
+
+    A follow names an item of the creator, or the creator in ``source``. Following again later (from another
+    video) does not count twice.
+    """
     ev = events.alias("ev")
-    d = (ev.c.ts // DAY_MS).label("day")
     creator = func.coalesce(items.c.creator_id, ev.c.source)
-    stmt = (
-        select(creator.label("creator_id"), d, func.count(func.distinct(ev.c.user_id)).label("follows"))
+    first = (
+        select(creator.label("creator_id"), ev.c.user_id, func.min(ev.c.ts // DAY_MS).label("day"))
         .select_from(ev.outerjoin(items, items.c.id == ev.c.item_id))
-        .where(ev.c.type == "follow")
-        .group_by(creator, d)
+        .where(ev.c.type == "follow", creator.is_not(None))
+        .group_by(creator, ev.c.user_id)
+        .subquery()
+    )
+    stmt = select(first.c.creator_id, first.c.day, func.count().label("follows")).group_by(
+        first.c.creator_id, first.c.day
     )
     return _frame(engine, stmt)
 
@@ -801,6 +823,33 @@ def viewer_attributes(engine: Engine, creator_id: str, key: str) -> pd.DataFrame
         select(val.label("value"), func.count().label("viewers"))
         .select_from(viewers.join(users, users.c.id == viewers.c.user_id))
         .group_by(val)
+    )
+    return _frame(engine, stmt)
+
+
+def audience_item_views(engine: Engine, creator_id: str) -> pd.DataFrame:
+    """Per item: views (and distinct viewers) by the people who viewed any of the creator's items.
+
+    The input of the audience's interests: the tags of everything the creator's viewers watch.
+    """
+    ev = events.alias("ev")
+    aud = (
+        select(ev.c.user_id)
+        .select_from(ev.join(items, items.c.id == ev.c.item_id))
+        .where(items.c.creator_id == creator_id, ev.c.type.in_(("view", "live_join")))
+        .distinct()
+        .subquery()
+    )
+    ev2 = events.alias("ev2")
+    stmt = (
+        select(
+            ev2.c.item_id,
+            func.count().label("views"),
+            func.count(func.distinct(ev2.c.user_id)).label("viewers"),
+        )
+        .select_from(ev2.join(aud, aud.c.user_id == ev2.c.user_id))
+        .where(ev2.c.type.in_(("view", "live_join")))
+        .group_by(ev2.c.item_id)
     )
     return _frame(engine, stmt)
 

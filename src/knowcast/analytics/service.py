@@ -13,6 +13,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from knowcast.analytics import attribution as attr
+from knowcast.analytics import creators as cr
 from knowcast.analytics import models as mdl
 from knowcast.analytics import queries as q
 from knowcast.analytics import retention as ret
@@ -164,3 +165,75 @@ def user_scores(
     now = mdl.activity_features(q.user_activity(engine, end, history_days), end)
     seg = mdl.segment(now, model.predict_proba(now), top=top)
     return {"target": target, "evaluation": ev, "segment": seg}
+
+
+# ---------------------------------------------------------------- creators and personal brand
+
+
+def creators(engine: Engine, *, lookback_days: float = 14.0, creator_id: str | None = None) -> pd.DataFrame:
+    """Per creator: views, reach, engagement and completion rates, followers and growth, revenue, RPM and
+    the video -> course conversion of their promoting videos and lives."""
+    stats = q.creator_item_stats(engine)
+    if not len(stats):
+        return pd.DataFrame()
+    try:
+        attributed = content_attribution(engine, lookback_days=lookback_days)
+    except ValueError:
+        attributed = None
+    out = cr.creator_summary(stats, q.creator_followers(engine), attributed)
+    if creator_id is not None:
+        out = out[out["creator_id"] == creator_id].reset_index(drop=True)
+    return out
+
+
+def content_pillars(engine: Engine, *, creator_id: str | None = None) -> pd.DataFrame:
+    stats = q.creator_item_stats(engine)
+    if not len(stats):
+        return pd.DataFrame(columns=["creator_id", "tag", "items", "views", "engagements", "revenue"])
+    return cr.content_pillars(stats, creator_id)
+
+
+def best_hours(
+    engine: Engine, *, creator_id: str | None = None, top: int = 3, offset_hours: int = 8
+) -> pd.DataFrame:
+    """Hours to post short videos and to go live, ranked; ``offset_hours`` 8 gives Beijing time."""
+    return cr.best_hours(q.creator_hour_stats(engine, creator_id), top=top, offset_hours=offset_hours)
+
+
+def brand_sentiment(engine: Engine, *, creator_id: str | None = None, period_days: int = 1) -> pd.DataFrame:
+    """Mean comment sentiment (0 negative .. 1 positive) per creator and period.
+
+    Comments the live pipeline has not analysed yet (no stored score) are scored here with the same
+    sentiment model, so imported comment logs count too.
+    """
+    c = q.comment_rows(engine, creator_id)
+    if not len(c):
+        return pd.DataFrame(columns=["creator_id", "period", "comments", "sentiment", "date"])
+    missing = c["sentiment_score"].isna()
+    if missing.any():
+        from knowcast.text.sentiment import default_model
+
+        c.loc[missing, "sentiment_score"] = default_model().predict_proba(
+            c.loc[missing, "text"].astype(str).tolist()
+        )
+    c["intent"] = c["text"].astype(str).str.contains(cr.PURCHASE_INTENT)
+    out = cr.sentiment_over_time(c, period_ms=period_days * DAY_MS)
+    intent = c.assign(period=c["ts"].astype("int64") // (period_days * DAY_MS))
+    intent = intent.groupby(["creator_id", "period"])["intent"].sum().rename("purchase_intent_comments")
+    return out.merge(intent.reset_index(), on=["creator_id", "period"], how="left")
+
+
+def share_of_voice(engine: Engine, *, topic: str | None = None) -> pd.DataFrame:
+    out = cr.share_of_voice(q.creator_item_stats(engine), q.creator_topics(engine))
+    return out[out["topic"] == topic].reset_index(drop=True) if topic is not None else out
+
+
+def audience(engine: Engine, creator_id: str, *, key: str = "city_tier", top: int = 20) -> dict[str, Any]:
+    """The creator's audience: viewers by a user attribute (segments) and the tags they watch (interests)."""
+    seg = q.viewer_attributes(engine, creator_id, key)
+    if len(seg):
+        seg["value"] = seg["value"].fillna("(unknown)")
+        seg["share"] = seg["viewers"] / seg["viewers"].sum()
+        seg = seg.sort_values(["viewers", "value"], ascending=[False, True]).reset_index(drop=True)
+    interests = cr.audience_interests(q.audience_item_views(engine, creator_id), q.catalog(engine), top=top)
+    return {"creator_id": creator_id, "key": key, "segments": seg, "interests": interests}
