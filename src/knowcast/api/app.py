@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -216,7 +217,17 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     def healthz() -> dict[str, Any]:
         with app.state.store.engine.connect() as c:
             c.execute(text("SELECT 1"))
-        return {"status": "ok", "version": knowcast.__version__, "database": app.state.store.dialect}
+        # worker: which process answered (several uvicorn workers share one port; see docs/operations.md)
+        out = {
+            "status": "ok",
+            "version": knowcast.__version__,
+            "database": app.state.store.dialect,
+            "worker": os.getpid(),
+        }
+        live = getattr(app.state, "live_service", None)
+        if live is not None:  # "redis", "inprocess", or "inprocess (redis unavailable)" after a fallback
+            out["live_bus"] = live.bus.kind
+        return out
 
     for name in ROUTERS:
         try:

@@ -13,6 +13,13 @@ Two implementations with one interface:
 Messages are JSON-able dicts. A subscriber whose queue is full loses its *oldest* message (a console that
 cannot keep up sees gaps, it never blocks the room); ``Subscription.dropped`` counts them. The store, not
 the bus, is the record of what the room saw.
+
+When Redis cannot be reached (at start, on a publish, or when the listener loses its connection), the
+:class:`RedisBus` falls back to serving this process's consoles in process: publishing never fails because
+of Redis, so a posted comment is still stored and still reaches the consoles connected to *this* worker.
+It logs a warning once per outage and reports ``kind == "inprocess (redis unavailable)"`` (shown in room
+snapshots and ``/healthz``). Every ``REDIS_RETRY_S`` it tries Redis again and goes back to ``"redis"``
+once it answers. While it is down, consoles connected to *other* workers miss this worker's messages.
 """
 
 from __future__ import annotations
@@ -21,15 +28,23 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from redis.exceptions import RedisError
 
 log = logging.getLogger("knowcast.live.bus")
 
 Message = dict[str, Any]
 RemoteHook = Callable[[str, Message], Awaitable[None] | None]
 CHANNEL_PREFIX = "knowcast:room:"
+#: While Redis is unreachable, try it again this often (seconds); in between the bus is in process only.
+REDIS_RETRY_S = 5.0
+#: What ``RedisBus.kind`` says while it has fallen back.
+FALLBACK_KIND = "inprocess (redis unavailable)"
 
 
 class Subscription:
@@ -130,9 +145,8 @@ class RedisBus(InProcessBus):
     Each process tags what it publishes with its own ``origin`` id and ignores its own messages when they
     come back from Redis (its local subscribers already have them). ``start()`` must run inside the event
     loop that will use the bus; :meth:`ensure_started` restarts the listener if the loop changed (tests).
+    Redis errors never reach the caller: the bus falls back to in-process delivery (see the module doc).
     """
-
-    kind = "redis"
 
     def __init__(self, url: str, queue_size: int = 10_000) -> None:
         super().__init__(queue_size)
@@ -141,33 +155,96 @@ class RedisBus(InProcessBus):
         self._redis: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._ready: asyncio.Event | None = None
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
         self.remote_received = 0
+        #: Epoch seconds since when Redis is unavailable (None while it works), and how many outages.
+        self.unavailable_since: float | None = None
+        self.fallbacks = 0
+        self._retry_at = 0.0
+        self._reconnector: asyncio.Task[None] | None = None
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return "redis" if self.unavailable_since is None else FALLBACK_KIND
 
     async def start(self) -> None:
         await self.ensure_started()
 
+    def _settled(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Nothing to do: listening in this loop, or Redis failed here less than REDIS_RETRY_S ago."""
+        if self._loop is not loop:
+            return False
+        if self.unavailable_since is not None:
+            return time.monotonic() < self._retry_at
+        return self._listener is not None and not self._listener.done()
+
     async def ensure_started(self) -> None:
+        """Connect and listen (or fall back, see the module doc) unless that is already settled."""
         loop = asyncio.get_running_loop()
-        if self._loop is loop and self._listener is not None and not self._listener.done():
+        if self._settled(loop):
             return
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        async with self._lock:
+            if self._settled(loop):
+                return
+            try:
+                await self._connect(loop)
+            except (RedisError, OSError) as exc:
+                self._fall_back(exc)
+                return
+            if self.unavailable_since is not None:
+                log.warning("Redis at %s is back: live rooms are shared between workers again", self._where())
+                self.unavailable_since = None
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         import redis.asyncio as aioredis
 
+        await self._disconnect()
         self._loop = loop
         # Bounded: a dead Redis must not hang publishers; the listener polls with get_message(timeout=1).
         self._redis = aioredis.from_url(
             self.url, decode_responses=False, socket_timeout=5.0, socket_connect_timeout=2.0
         )
-        await self._redis.ping()  # fail fast with the real error when Redis is down
-        self._ready = asyncio.Event()
-        self._listener = loop.create_task(self._listen(), name="knowcast-redis-bus")
-        await asyncio.wait_for(self._ready.wait(), 5)
-
-    async def _listen(self) -> None:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await self._redis.ping()
+        pubsub = self._redis.pubsub()
         await pubsub.psubscribe(CHANNEL_PREFIX + "*")
-        assert self._ready is not None
-        self._ready.set()
+        # Wait for the server's confirmation, so a message published right after start() is not missed.
+        t_end = time.monotonic() + 5.0
+        while True:
+            msg = await pubsub.get_message(timeout=max(0.01, t_end - time.monotonic()))
+            if msg is not None and msg.get("type") == "psubscribe":
+                break
+            if time.monotonic() >= t_end:
+                await pubsub.aclose()
+                raise TimeoutError("Redis did not confirm the subscription within 5 s")
+        self._listener = loop.create_task(self._listen(pubsub), name="knowcast-redis-bus")
+
+    def _where(self) -> str:
+        return re.sub(r"//[^@/]*@", "//***@", self.url)  # no password in logs
+
+    def _fall_back(self, exc: BaseException) -> None:
+        """Serve in process from now on; a background task tries Redis again every REDIS_RETRY_S."""
+        self._retry_at = time.monotonic() + REDIS_RETRY_S
+        if self.unavailable_since is None:
+            self.unavailable_since = time.time()
+            self.fallbacks += 1
+            log.warning(
+                "Redis at %s is unavailable (%s: %s): live rooms fall back to the in-process bus in this "
+                "worker (consoles on other workers miss its messages); retrying every %.0f s",
+                self._where(), type(exc).__name__, exc, REDIS_RETRY_S,
+            )  # fmt: skip
+        if self._loop is not None and (self._reconnector is None or self._reconnector.done()):
+            # Not only publishers: a worker that only has consoles must rejoin Redis by itself too.
+            self._reconnector = self._loop.create_task(self._reconnect(), name="knowcast-redis-bus-retry")
+
+    async def _reconnect(self) -> None:
+        while self.unavailable_since is not None:
+            await asyncio.sleep(max(0.0, self._retry_at - time.monotonic()))
+            await self.ensure_started()
+
+    async def _listen(self, pubsub: Any) -> None:
         try:
             while True:
                 msg = await pubsub.get_message(timeout=1.0)
@@ -193,21 +270,27 @@ class RedisBus(InProcessBus):
                 self.deliver_local(room_id, message)
         except asyncio.CancelledError:
             raise
+        except (RedisError, OSError) as exc:
+            self._fall_back(exc)
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
 
     async def publish(self, room_id: str, message: Message) -> None:
-        await self.ensure_started()
         self.published += 1
-        self.deliver_local(room_id, message)
+        self.deliver_local(room_id, message)  # this worker's consoles first, whatever Redis does
+        await self.ensure_started()
+        if self.unavailable_since is not None:
+            return
         payload = json.dumps(
             {"origin": self.origin, "room_id": room_id, "message": message}, ensure_ascii=False
         )
-        await self._redis.publish(CHANNEL_PREFIX + room_id, payload)
+        try:
+            await self._redis.publish(CHANNEL_PREFIX + room_id, payload)
+        except (RedisError, OSError) as exc:
+            self._fall_back(exc)
 
-    async def close(self) -> None:
-        await super().close()
+    async def _disconnect(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -218,10 +301,19 @@ class RedisBus(InProcessBus):
                 await self._redis.aclose()
             self._redis = None
 
+    async def close(self) -> None:
+        await super().close()
+        if self._reconnector is not None:
+            self._reconnector.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reconnector
+            self._reconnector = None
+        await self._disconnect()
+
 
 def make_bus(redis_url: str | None = None, queue_size: int = 10_000) -> InProcessBus:
     """A Redis bus when ``redis_url`` is given, else the in-process one."""
     return RedisBus(redis_url, queue_size) if redis_url else InProcessBus(queue_size)
 
 
-__all__ = ["CHANNEL_PREFIX", "InProcessBus", "RedisBus", "Subscription", "make_bus"]
+__all__ = ["CHANNEL_PREFIX", "FALLBACK_KIND", "InProcessBus", "RedisBus", "Subscription", "make_bus"]
