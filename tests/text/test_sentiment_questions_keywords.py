@@ -90,6 +90,45 @@ def test_char_and_word_grams_match_the_plain_definition():
     assert word_grams(["房间", "很", "脏"]) == ["房间", "很", "脏", "房间\x01很", "很\x01脏"]
 
 
+def _reference_family(m: SentimentModel, fam: int, grams: list[str], col: int) -> float | None:
+    """The textbook computation: sparse sublinear-tf-idf and binary-idf vectors, L2-normalised, dotted."""
+    from collections import Counter
+
+    cnt = {g: c for g, c in Counter(grams).items() if g in m._index[fam]}
+    if not cnt:
+        return None
+    rows = np.array([m._index[fam][g] for g in cnt])
+    idf = m.idf[rows]
+    tfidf = (1.0 + np.log(np.array(list(cnt.values()), dtype=float))) * idf
+    return float(tfidf @ m.coef_tfidf[rows, col]) / np.sqrt(tfidf @ tfidf) + float(
+        idf @ m.coef_binary[rows, col]
+    ) / np.sqrt(idf @ idf)
+
+
+@needs_model
+@pytest.mark.parametrize(
+    "text",
+    ["房间很脏，服务差，不会再来", "哈哈哈哈哈 好好好 太好了太好了", "送餐很快😂味道不错👍", "a\x00b 好的",
+     "𠀀好吃", "yyds!!! 老师讲得太好了", "", "!!!"],
+)  # fmt: skip
+def test_fast_scoring_equals_the_sparse_vector_computation(text):
+    from knowcast.text.tokenize import tokenize
+
+    m = default_model()
+    toks = tokenize(text, stopwords=False, normalized=True)
+    cg, wg = char_grams(text), word_grams(toks)
+    assert sorted(m._char_rows(text.replace(" ", ""))) == sorted(
+        m._index[0][g] for g in cg if g in m._index[0]
+    )
+    for col in range(len(m.domains)):
+        for fam, got in ((0, m._rows_score(m._char_rows(text.replace(" ", "")), col)),
+                         (1, m._family_score(1, wg, col))):  # fmt: skip
+            want = _reference_family(m, fam, cg if fam == 0 else wg, col)
+            assert (got is None) == (want is None)
+            if want is not None:
+                assert got == pytest.approx(want, abs=1e-9)
+
+
 @needs_model
 def test_shipped_model_has_corpus_columns():
     m = default_model()

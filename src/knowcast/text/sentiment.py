@@ -19,8 +19,10 @@ and waimai corpora in shared/data/sentiment, with a fixed seeded split so the he
 * a neutral band: ``p(positive)`` within ``neutral_band`` of 0.5, or no usable feature at all, is neutral.
 
 The file ``data/sentiment.npz`` holds the vocabulary (UTF-8, one n-gram a line), idf and the float16
-coefficients, a few MB, read with ``np.load(allow_pickle=False)``. Scoring a comment is a couple of dict
-look-ups per n-gram done in C (``map``) and a handful of NumPy dot products.
+coefficients, a few MB, read with ``np.load(allow_pickle=False)``. Scoring a comment builds no string per
+character n-gram: one Aho–Corasick pass over the text finds the vocabulary rows of all of them, the word
+n-grams are dict look-ups run in C (``map``), and each family is one NumPy gather of precomputed per-row
+terms plus a few sums (see :meth:`SentimentModel._rows_score`).
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import repeat
-from operator import add
+from operator import add, itemgetter
 from pathlib import Path
 
+import ahocorasick
 import numpy as np
 
 from knowcast.text.normalize import normalize
@@ -60,7 +63,7 @@ SLANG: dict[str, float] = {
 }  # fmt: skip
 
 _LETTER_RE = re.compile(r"[^\W\d_]")
-_MISSING = repeat(-1)
+_SECOND = itemgetter(1)
 
 
 def char_grams(text: str) -> list[str]:
@@ -80,10 +83,26 @@ def char_grams(text: str) -> list[str]:
     return out
 
 
+class _TwoUnits(dict):
+    """``str.translate`` table writing each character as two units, 0x100 + (code point >> 8) then the low
+    byte, filled on first sight of a character.
+
+    Why: pyahocorasick walks a node's children one by one, and a vocabulary of Chinese n-grams gives the
+    root thousands of children; two units keep every node under ~300 children (about twice as fast). High
+    units (>= 0x100) and low units (< 0x100) never mix, so a key can only match at a character start."""
+
+    def __missing__(self, cp: int) -> str:
+        v = self[cp] = chr(0x100 + (cp >> 8)) + chr(cp & 0xFF)
+        return v
+
+
+_TWO_UNITS = _TwoUnits()
+
+
 def word_grams(tokens: Sequence[str]) -> list[str]:
     """Word unigrams and bigrams (joined by ``WORD_JOIN``)."""
     toks = list(tokens)
-    return toks + [a + WORD_JOIN + b for a, b in zip(toks, toks[1:], strict=False)]
+    return toks + list(map(add, map(add, toks, repeat(WORD_JOIN)), toks[1:]))
 
 
 def featurize(text: str, tokens: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
@@ -150,6 +169,8 @@ class SentimentModel:
         self._index: tuple[dict[str, int], dict[str, int]] = ({}, {})
         for i, (g, f) in enumerate(zip(self.vocab, family.tolist(), strict=True)):
             self._index[f][g] = i
+        self._char_auto: ahocorasick.Automaton | None = None  # built on first use (a second or two)
+        self._weights: dict[int, np.ndarray] = {}
 
     # ------------------------------------------------------------------ io
     @classmethod
@@ -190,23 +211,60 @@ class SentimentModel:
         except ValueError:
             raise ValueError(f"domain must be one of {self.domains} or None, got {domain!r}") from None
 
+    def _column_weights(self, col: int) -> np.ndarray:
+        """(n-grams + 1) × 3 per-row terms of the score for one domain column: idf·coef_tfidf,
+        idf·coef_binary, idf², side by side so one row is one memory fetch. The extra last row (zeros)
+        stands for "not in the vocabulary", so look-ups need no filtering. Built once per column."""
+        w = self._weights.get(col)
+        if w is None:
+            w = np.zeros((len(self.vocab) + 1, 3))
+            w[:-1, 0] = self.idf * self.coef_tfidf[:, col]
+            w[:-1, 1] = self.idf * self.coef_binary[:, col]
+            w[:-1, 2] = self.idf * self.idf
+            self._weights[col] = w
+        return w
+
+    def _char_rows(self, s: str) -> list[int]:
+        """Vocabulary rows of every character n-gram occurrence in ``s`` (spaces already removed).
+
+        One Aho–Corasick pass over the text finds every vocabulary n-gram at every position, which is the
+        same multiset as looking up all 1–4-grams (n-grams outside the vocabulary are simply not found), but
+        builds no Python string per n-gram."""
+        auto = self._char_auto
+        if auto is None:
+            auto = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+            for g, row in self._index[0].items():
+                auto.add_word(g.translate(_TWO_UNITS), row)
+            if len(auto):
+                auto.make_automaton()
+            self._char_auto = auto
+        if not len(auto):
+            return []
+        return list(map(_SECOND, auto.iter(s.translate(_TWO_UNITS))))
+
+    def _rows_score(self, rows: list[int], col: int) -> float | None:
+        """One family's share of the log-odds from the vocabulary rows of its n-gram occurrences (repeats
+        included; row ``len(vocab)`` = unknown, weight 0): the sublinear-tf-idf view and the binary-idf view,
+        each L2-normalised, dotted with the coefficients. The same numbers as building the two sparse vectors
+        and multiplying, without building them: the distinct rows are counted in C (``Counter``), their
+        weights fetched with one NumPy gather and summed."""
+        if not rows:
+            return None
+        cnt = Counter(rows)
+        k = len(cnt)
+        m = self._column_weights(col)[np.fromiter(cnt, np.intp, k)]
+        if k == len(rows):  # no repeated n-gram: tf = 1 everywhere, both views share the norm
+            st, sb, si = m.sum(axis=0).tolist()
+            return (st + sb) / math.sqrt(si) if si > 0.0 else None
+        sb, si = m[:, 1:].sum(axis=0).tolist()
+        if si <= 0.0:
+            return None  # no known n-gram
+        tf = 1.0 + np.log(np.fromiter(cnt.values(), np.float64, k))  # sublinear tf
+        return float(tf @ m[:, 0]) / math.sqrt(float((tf * tf) @ m[:, 2])) + sb / math.sqrt(si)
+
     def _family_score(self, fam: int, grams: list[str], col: int) -> float | None:
-        if not grams:
-            return None
-        cnt = Counter(grams)
-        ids = np.fromiter(map(self._index[fam].get, cnt, _MISSING), dtype=np.int64, count=len(cnt))
-        known = ids >= 0
-        if not known.any():
-            return None
-        rows = ids[known]
-        idf = self.idf[rows]
-        tfidf = idf
-        if len(grams) != len(cnt):  # some n-gram repeats: sublinear tf = 1 + ln(count)
-            tf = np.fromiter(cnt.values(), dtype=np.float64, count=len(cnt))[known]
-            tfidf = (1.0 + np.log(tf)) * idf
-        return float(tfidf @ self.coef_tfidf[rows, col]) / math.sqrt(float(tfidf @ tfidf)) + float(
-            idf @ self.coef_binary[rows, col]
-        ) / math.sqrt(float(idf @ idf))
+        """One family's share of the log-odds from its n-gram strings (None when none is known)."""
+        return self._rows_score(list(map(self._index[fam].get, grams, repeat(len(self.vocab)))), col)
 
     def logit(
         self,
@@ -227,11 +285,13 @@ class SentimentModel:
         s = text if normalized and isinstance(text, str) else normalize(text)
         if not s:
             return None
-        cg, wg = featurize(s, tokens)
+        toks = tokens if tokens is not None else tokenize(s, stopwords=False, normalized=True)
         z = float(self.intercept[col])
         known = False
-        for fam, grams in ((0, cg), (1, wg)):
-            part = self._family_score(fam, grams, col)
+        for part in (
+            self._rows_score(self._char_rows(s.replace(" ", "")), col),
+            self._family_score(1, word_grams(toks), col),
+        ):
             if part is not None:
                 z += part
                 known = True
