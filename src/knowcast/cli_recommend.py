@@ -171,6 +171,18 @@ def train_cmd(
         bool | None, typer.Option("--next-purchase/--no-next-purchase", help="default: when the data allows")
     ] = None,
     activate: Annotated[bool, typer.Option(help="serve the new version at once")] = True,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (in process) or spark (ALS on Apache Spark)")
+    ] = "local",
+    spark_master: Annotated[
+        str | None, typer.Option("--spark-master", help="Spark master URL (default local[2])")
+    ] = None,
+    from_parquet: Annotated[
+        str | None,
+        typer.Option(
+            "--from-parquet", help="with --engine spark: events from a Parquet export (path or URL)"
+        ),
+    ] = None,
     json_out: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -188,13 +200,17 @@ def train_cmd(
         next_purchase=next_purchase,
         activate_new=activate,
         progress=None if json_out else (lambda msg: err.print(msg)),
+        compute=engine,
+        spark_master=spark_master,
+        from_parquet=from_parquet,
     )
     if json_out:
         _print_json(report.as_dict())
         return
     m = report.metrics
+    on_spark = " on Spark" if report.params.get("engine") == "spark" else ""
     console.print(
-        f"stored [bold]{report.name} v{report.version}[/] ({report.algorithm}) at {report.path}"
+        f"stored [bold]{report.name} v{report.version}[/] ({report.algorithm}{on_spark}) at {report.path}"
         f"{' - active' if report.active else ''}"
     )
     if "model_ndcg@10" in m:
@@ -223,7 +239,17 @@ def models_cmd(
         _print_json(rows)
         return
     table = Table()
-    for col in ("name", "version", "active", "algorithm", "ndcg@10", "interactions", "created", "on disk"):
+    for col in (
+        "name",
+        "version",
+        "active",
+        "algorithm",
+        "engine",
+        "ndcg@10",
+        "interactions",
+        "created",
+        "on disk",
+    ):
         table.add_column(col)
     for r in rows:
         m = r["metrics"] or {}
@@ -232,6 +258,7 @@ def models_cmd(
             str(r["version"]),
             "*" if r["active"] else "",
             str((r["params"] or {}).get("algorithm")),
+            str((r["params"] or {}).get("engine", "local")),
             f"{m['model_ndcg@10']:.4f}" if "model_ndcg@10" in m else "",
             f"{m.get('interactions', 0):,}",
             str(r["created_at"])[:19],

@@ -266,6 +266,23 @@ def _interactions(events: pd.DataFrame, item_pos: dict[str, int], n_items: int) 
     return _Interactions(m, ts, users, ev)
 
 
+def _spark_interactions(spark: Any, path: str | Path, item_ids: np.ndarray) -> tuple[_Interactions, Any]:
+    """Events of a Parquet export aggregated per user-item in Spark (same weights as
+    :func:`_interactions`); this process receives the aggregated pairs only, not the events. Returns the
+    interactions (no raw events) and the cached Spark pairs for the fit."""
+    from knowcast.recommend.spark_als import event_pairs, pairs_to_csr, user_index
+
+    try:
+        pairs, users = event_pairs(spark, path, item_ids.tolist(), EVENT_WEIGHTS, MIN_WATCH_RATIO)
+        user_ids = user_index(users)
+    except Exception as exc:  # Spark's AnalysisException: a missing path, not Parquet, missing columns
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RecommendError(f"cannot read events from {path}: {first}", "from_parquet") from None
+    matrix, ts = pairs_to_csr(pairs, len(user_ids), len(item_ids))
+    empty = pd.DataFrame(columns=["user_id", "item_id", "type", "ts", "watch_ratio"])
+    return _Interactions(matrix, ts, user_ids, empty), pairs
+
+
 def _user_segments(engine: Engine, user_ids: np.ndarray) -> np.ndarray:
     with engine.connect() as c:
         rows = c.execute(
@@ -470,13 +487,68 @@ def train(
     next_purchase: bool | None = None,
     activate_new: bool = True,
     progress: Callable[[str], None] | None = None,
+    compute: str = "local",
+    spark_master: str | None = None,
+    from_parquet: str | Path | None = None,
 ) -> TrainReport:
     """Train ``algorithm`` on the store's interactions and store a new version of model ``name``.
 
     ``algorithm="auto"`` picks EASE up to 20,000 items and ALS beyond. ``params`` go to the algorithm's
     constructor. ``next_purchase=None`` trains the next-purchase model when the data allows it (paid items
     bought in the last week, and not too many users x paid items). Returns the stored version.
+
+    ``compute="spark"`` trains ALS on Apache Spark (:mod:`~knowcast.recommend.spark_als`; ``params`` are
+    :class:`~knowcast.recommend.spark_als.SparkALS`'s, ``spark_master`` a master URL) and stores an ordinary
+    ALS artifact, served like an in-process one. ``from_parquet`` (Spark only) reads the events from a
+    Parquet export instead of the store; they are aggregated per user-item inside Spark.
     """
+    if compute not in ("local", "spark"):
+        raise RecommendError(f"engine must be local or spark, got {compute!r}", "engine")
+    if compute == "local":
+        if from_parquet is not None or spark_master is not None:
+            raise RecommendError("--from-parquet and --spark-master need --engine spark", "engine")
+        return _train(
+            engine, algorithm, params, name, artifacts_dir, validate, next_purchase, activate_new, progress
+        )
+    if algorithm not in ("auto", "als"):
+        raise RecommendError(f"the spark engine trains ALS only, got algorithm {algorithm!r}", "algorithm")
+    from knowcast.recommend.spark_als import DEFAULT_MASTER, SparkUnavailable, spark_session
+
+    params = dict(params or {})
+    master = spark_master or params.get("master") or DEFAULT_MASTER
+    params["master"] = master
+    try:
+        with spark_session(master, params.get("driver_memory", "1g"), params.get("conf")) as spark:
+            return _train(
+                engine,
+                "als",
+                params,
+                name,
+                artifacts_dir,
+                validate,
+                next_purchase,
+                activate_new,
+                progress,
+                spark=spark,
+                from_parquet=from_parquet,
+            )
+    except SparkUnavailable as exc:
+        raise RecommendError(str(exc), "engine") from None
+
+
+def _train(
+    engine: Engine,
+    algorithm: str,
+    params: dict[str, Any] | None,
+    name: str,
+    artifacts_dir: str | Path | None,
+    validate: bool,
+    next_purchase: bool | None,
+    activate_new: bool,
+    progress: Callable[[str], None] | None,
+    spark: Any = None,
+    from_parquet: str | Path | None = None,
+) -> TrainReport:
     say = progress or (lambda msg: log.info(msg))
     params = dict(params or {})
     t0 = time.perf_counter()
@@ -484,16 +556,26 @@ def train(
     if items.empty:
         raise RecommendError("the catalog is empty: import items first", "items")
     alg = _pick_algorithm(algorithm, len(items))
-    cls = ALGORITHMS[alg]
+    cls: type[Recommender] = ALGORITHMS[alg]
+    if spark is not None:
+        from knowcast.recommend.spark_als import SparkALS
+
+        cls = SparkALS
     try:
         cls(**params)
     except TypeError as exc:
         raise RecommendError(f"bad parameter for {alg}: {exc}", "params") from None
     item_ids = items["item_id"].to_numpy().astype(str)
     item_pos = {v: i for i, v in enumerate(item_ids.tolist())}
-    say(f"reading interactions for {len(items):,} items ...")
-    events = _interaction_events(engine)
-    data = _interactions(events, item_pos, len(items))
+    pairs = None
+    if from_parquet is not None:
+        say(f"reading events from {from_parquet} with Spark for {len(items):,} items ...")
+        data, pairs = _spark_interactions(spark, from_parquet, item_ids)
+        events = data.events
+    else:
+        say(f"reading interactions for {len(items):,} items ...")
+        events = _interaction_events(engine)
+        data = _interactions(events, item_pos, len(items))
     if data.matrix.nnz == 0:
         raise RecommendError("no interactions to learn from: import events first", "events")
     t_read = time.perf_counter() - t0
@@ -505,14 +587,28 @@ def train(
     if validate:
         say("validating on a 10% hold-out ...")
         metrics.update(_quick_validation(lambda: cls(**params), data.matrix, side))
-    say(f"fitting {alg} ...")
+    say(f"fitting {alg}{' on Spark' if spark is not None else ''} ...")
     t_fit = time.perf_counter()
-    model = fit_with(cls(**params), data.matrix, **side)
+    if pairs is not None:  # straight from Spark's aggregated pairs, not via this process
+        model = cls(**params).fit_pairs(pairs, *data.matrix.shape)
+    else:
+        model = fit_with(cls(**params), data.matrix, **side)
     fit_s = time.perf_counter() - t_fit
+    spark_params = None
+    if spark is not None:  # the same factors as an in-process ALS: one artifact format, one serving path
+        spark_params = model.get_params()
+        model = model.to_implicit()
+        cls = type(model)
     popular = MostPopular(half_life_days=7.0).fit(data.matrix, timestamps=data.timestamps)
     seg_pop = PopularInSegment().fit(data.matrix, user_segments=segments)
     npm_text, npm_arrays = None, {}
-    if next_purchase is not False:
+    if next_purchase is not False and from_parquet is not None:
+        if next_purchase:
+            raise RecommendError(
+                "the next-purchase model needs the store's events, not --from-parquet", "next_purchase"
+            )
+        metrics["next_purchase"] = "skipped: events read by Spark from Parquet"
+    elif next_purchase is not False:
         npm_text, npm_arrays, npm_note = _fit_next_purchase(events, items, data, required=bool(next_purchase))
         metrics["next_purchase"] = npm_note
     metrics.update(
@@ -564,7 +660,10 @@ def train(
         "feature_names": feature_names,
         "next_purchase": npm_text is not None,
         "trained_at": datetime.now(UTC).isoformat(),
+        "engine": "spark" if spark is not None else "local",
     }
+    if spark_params is not None:
+        meta["spark"] = {"params": spark_params, "from_parquet": str(from_parquet) if from_parquet else None}
     files: dict[str, bytes | dict[str, np.ndarray]] = {
         "model.npz": arrays,
         "catalog.npz": catalog,
@@ -583,7 +682,8 @@ def train(
     say("writing the artifact ...")
     try:
         _write_artifact(tmp, files)
-        report = _register(engine, name, alg, root, tmp, meta["params"], metrics, activate_new)
+        reg_params = meta["params"] if spark is None else {"engine": "spark", **meta["params"]}
+        report = _register(engine, name, alg, root, tmp, reg_params, metrics, activate_new)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
