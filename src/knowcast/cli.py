@@ -274,6 +274,9 @@ def serve(
         bool, typer.Option("--demo/--no-demo", help="seed the demo platform if the store is empty")
     ] = True,
     demo_size: Annotated[str, typer.Option(help="demo size when seeding")] = "default",
+    worker_timeout: Annotated[
+        int, typer.Option(help="seconds a worker may miss the supervisor's health ping before a restart")
+    ] = 60,
     db: DbOption = None,
 ) -> None:
     """Run the API and dashboard (migrates first; seeds the demo platform on first run)."""
@@ -295,7 +298,14 @@ def serve(
     os.environ["KNOWCAST_DATABASE_URL"] = settings.database_url
     console.print(f"knowcast on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(
-        "knowcast.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+        "knowcast.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        # uvicorn's default (5 s) kills workers that are still importing and warming up on a busy machine
+        timeout_worker_healthcheck=worker_timeout,
     )
 
 

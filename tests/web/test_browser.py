@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.web.pages import PAGES
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]  # fmt: skip
@@ -27,28 +29,6 @@ try:
 except ImportError:
     pytest.skip("the playwright package is not installed: pip install playwright", allow_module_level=True)
 
-PAGES = {
-    "overview": "/",
-    "content": "/content",
-    "item": "/content/i00115",
-    "item-paid": "/content/i00001",
-    "users": "/users",
-    "segment": "/segments/payers",
-    "user": "/users/u000013",
-    "recommend": "/recommend?user=u000013",
-    "live-index": "/live",
-    "live": "/live/i00115",
-    "experiments": "/experiments",
-    "experiment": "/experiments/checkout_v2",
-    "funnel": "/analytics/funnel?step=impression&step=view&step=click&step=purchase&mode=ordered&window=7",
-    "retention": "/analytics/retention",
-    "attribution": "/analytics/attribution",
-    "revenue": "/analytics/revenue",
-    "creators": "/creators",
-    "creator": "/creators/c0001",
-    "data": "/data",
-    "keys": "/data/keys",
-}
 SHOTS = os.environ.get("KNOWCAST_SCREENSHOTS")
 
 

@@ -823,11 +823,15 @@ def revenue_daily(
 def creators(engine: Engine, creator: str | None = None) -> list[dict]:
     return _rows(
         engine,
-        f"""SELECT c.id, c.name, c.topics, COUNT(i.id) AS items,
-                   SUM(CASE WHEN i.kind IN ('short_video', 'live') THEN 1 ELSE 0 END) AS promoters
-            FROM creators c LEFT JOIN items i ON i.creator_id = c.id
+        # counts per creator in a subquery: topics is JSON, which PostgreSQL cannot GROUP BY
+        f"""SELECT c.id, c.name, c.topics,
+                   COALESCE(n.items, 0) AS items, COALESCE(n.promoters, 0) AS promoters
+            FROM creators c LEFT JOIN (
+                SELECT creator_id, COUNT(*) AS items,
+                       SUM(CASE WHEN kind IN ('short_video', 'live') THEN 1 ELSE 0 END) AS promoters
+                FROM items GROUP BY creator_id) n ON n.creator_id = c.id
             {"WHERE c.id = :creator" if creator else ""}
-            GROUP BY c.id, c.name, c.topics ORDER BY c.id""",
+            ORDER BY c.id""",
         creator=creator,
     )
 
