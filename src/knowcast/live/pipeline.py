@@ -104,7 +104,7 @@ class CommentPipeline:
         all_toks = tokenize(norm, stopwords=False, normalized=True) if norm else []
         toks = remove_stopwords(all_toks)
         senti = self.sentiment.analyze(norm, all_toks, normalized=True)
-        q = is_question(norm)
+        q = is_question(norm, normalized=True)
         kws = keywords(norm, self.n_keywords, tokens=toks)
         return senti, q, tuple(toks), tuple(kws)
 

@@ -116,7 +116,19 @@ def _build_table() -> dict[int, str | None]:
         table[ord(src)] = dst
     for ch in ZERO_WIDTH:
         table[ord(ch)] = None
-    # Apply t2s after width folding too (full-width forms never map to traditional, so one pass suffices).
+    # A few compatibility forms fold to a traditional character (㉄ → 問 → 问, 薴 → 苧 → 苎): compose the
+    # table with itself until nothing changes, so one pass gives the final form and normalising is
+    # idempotent (the pipeline relies on normalize(normalize(x)) == normalize(x)).
+    for _ in range(4):  # chains are at most two steps long; a bound guards against a cycle
+        changed = False
+        for cp, out in table.items():
+            if out and any(ord(c) in table for c in out):
+                new = "".join(table.get(ord(c), c) or "" for c in out)
+                if new != out:
+                    table[cp] = new
+                    changed = True
+        if not changed:
+            break
     return table
 
 

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from knowcast.text.normalize import normalize
+from knowcast.text.normalize import EMOJI_RE, EMOTE_CODE_RE, normalize
 
 _ZH_CUES = (
     "什么", "怎么", "怎样", "如何", "为什么", "为啥", "干嘛", "多少", "几点", "几个", "几天", "几次",
@@ -39,12 +39,19 @@ _EN_START_RE = re.compile(
     re.I,
 )
 _QMARK_RE = re.compile(r"[?？]")
+_WS_RE = re.compile(r"\s+")
 _PARTICLES_RE = re.compile(r"[吗呢吧啊呀么嘛哦噢哈这那个的了是就也还都我你]|请问|想问|问一下|老师|主播|[^\w]")
 
 
-def is_question(text: str | bytes) -> bool:
-    """True when the comment asks something (Chinese or English cues, or a question mark after words)."""
-    s = normalize(text, emoji="remove")
+def is_question(text: str | bytes, *, normalized: bool = False) -> bool:
+    """True when the comment asks something (Chinese or English cues, or a question mark after words).
+
+    ``normalized=True``: ``text`` is already :func:`normalize`-d (emoji kept), so only the emoji are removed
+    here instead of normalising a second time (normalising is idempotent, so the answer is the same)."""
+    if normalized and isinstance(text, str):
+        s = _WS_RE.sub(" ", EMOTE_CODE_RE.sub(" ", EMOJI_RE.sub(" ", text))).strip()
+    else:
+        s = normalize(text, emoji="remove")
     if not s:
         return False
     words = re.sub(r"[?？!！.。,，~～\s]", "", s)
