@@ -110,3 +110,11 @@ def test_add_words_clears_the_token_caches():
 def test_repeated_runs_tokenize_like_single_runs():
     once = tokenize("打倒邪恶势力", stopwords=False)
     assert tokenize("打倒邪恶势力！打倒邪恶势力！", stopwords=False) == once + once
+
+
+def test_normalize_is_idempotent_through_folding_chains():
+    # ㉄ folds to 問 (NFKC), which is itself traditional: one pass must reach 问
+    assert normalize("㉄") == "问" and normalize("薴") == "苎"
+    for s in ["㉄㊖薴", "這個課程ＶＥＲＹ好！！！！哈哈哈哈哈", "微\u200b信 ①②③ ＡＢＣ", "瞭解 乾淨😂😂"]:
+        n = normalize(s)
+        assert normalize(n) == n

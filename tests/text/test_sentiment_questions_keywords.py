@@ -217,3 +217,13 @@ def test_training_features_match_the_scorer():
     for i, t in enumerate(texts):
         expected = float((Xs[i] @ ct[:, 0] + Xb[i] @ cb[:, 0])[0]) + 0.3
         assert model.logit(t, slang=False, shrink=False) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["这个课多少钱？😂", "老师 [emot:dy105] 有回放吗", "???", "what is this 👍", "哈哈哈哈哈", "", "請問"],
+)
+def test_is_question_on_normalized_text_gives_the_same_answer(text):
+    from knowcast.text.normalize import normalize
+
+    assert is_question(normalize(text), normalized=True) == is_question(text)
