@@ -128,3 +128,16 @@ def funnel_pg():  # type: ignore[no-untyped-def]
     yield store, users, pages
     store.dispose()
     gen.close()
+
+
+@pytest.fixture(scope="session")
+def sim_store(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A seeded simulator run (50 creators, 500 items, 1,500 users, 14 days: ~117k events) on SQLite."""
+    from knowcast.services.demo import seed_demo
+    from knowcast.sim import SimConfig
+    from knowcast.store import Store
+
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('sim') / 'sim.db'}").migrate()
+    seed_demo(store.engine, SimConfig(seed=0, n_creators=50, n_items=500, n_users=1500, days=14))
+    yield store
+    store.dispose()

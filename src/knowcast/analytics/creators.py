@@ -188,3 +188,31 @@ def rising_topics(
     d["score"] = d["growth"] * d["demand_per_item"]
     d = d[d["demand_now"] > 0]
     return d.sort_values("score", ascending=False).head(top).rename_axis("tag").reset_index()
+
+
+def promote_candidates(demand: pd.DataFrame, top: int = 5) -> pd.DataFrame:
+    """The best paid items to promote in the next live: expected sales among people already interested.
+
+    demand: queries.paid_item_demand rows (clickers, carters, buyers, revenue, open_users, price).
+    p_buy = (buyers + 1) / (clickers + carters + 2) is the item's smoothed conversion of interest into a
+    sale; expected_revenue = p_buy x price x (open_users + 1): what a live could still sell to the people
+    who clicked or carted it and did not buy, plus one newcomer. Items nobody showed interest in rank by
+    p_buy x price alone.
+    """
+    d = demand.copy()
+    price = pd.to_numeric(d["price"], errors="coerce").fillna(0.0)
+    d["p_buy"] = (d["buyers"] + 1.0) / (d["clickers"] + d["carters"] + 2.0)
+    d["expected_revenue"] = d["p_buy"] * price * (d["open_users"] + 1.0)
+    d = d.sort_values(["expected_revenue", "item_id"], ascending=[False, True], kind="stable")
+    return d.head(top).reset_index(drop=True)
+
+
+def tag_table(values: pd.DataFrame, catalog: pd.DataFrame, value: str, skip: frozenset[str]) -> pd.Series:
+    """Sum ``value`` per tag: an item's value goes to each of its tags (kind names like "course" skipped)."""
+    tags = dict(zip(catalog["item_id"], catalog["tags"], strict=True))
+    acc: dict[str, float] = {}
+    for i, v in zip(values["item_id"], values[value], strict=True):
+        for t in set(tags_of(tags.get(i, []))):
+            if t not in skip:
+                acc[t] = acc.get(t, 0.0) + float(v)
+    return pd.Series(acc, dtype=float)

@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import ColumnElement, Select
 
 from knowcast.analytics.funnel import EVENT_BREAKDOWNS, Exclusion, FunnelSpec, Step, parse_filter
+from knowcast.domain import PAID_KINDS
 from knowcast.store.models import Comment, Creator, Event, Exposure, Item, Promotes, User
 
 events = Event.__table__
@@ -937,5 +938,224 @@ def search_terms(engine: Engine, start_ms: int, end_ms: int) -> pd.DataFrame:
         select(ev.c.source.label("term"), func.count().label("n"))
         .where(ev.c.channel == "search", ev.c.source.is_not(None), ev.c.ts >= start_ms, ev.c.ts < end_ms)
         .group_by(ev.c.source)
+    )
+    return _frame(engine, stmt)
+
+
+# ---------------------------------------------------------------- commercial value (early signals)
+
+
+def promoter_early_signals(
+    engine: Engine,
+    *,
+    window_ms: int = 3_600_000,
+    horizon_ms: int = 3 * DAY_MS,
+    lookback_ms: int = 3 * DAY_MS,
+    intent_phrases: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    """Per short video and live: what happened in its first ``window_ms`` and what it sold afterwards.
+
+    t0 is the item's first view (or live join) in the log. Early signals, from [t0, t0 + window): views,
+    viewers, mean watch ratio, likes, comments, shares, follows, and comments whose lower-cased text
+    contains one of ``intent_phrases`` (portable ``LIKE``). Catalog: is_live, number and mean price of the
+    paid items it promotes. Outcome: purchases of a promoted item by someone who viewed the item before,
+    within ``lookback_ms`` of that view and before t0 + ``horizon_ms`` (each purchase counted once), and
+    their revenue.
+    """
+    ev = events.alias("ev")
+    promoter_kinds = ("short_video", "live")
+    views = ("view", "live_join")
+    t0 = (
+        select(ev.c.item_id, func.min(ev.c.ts).label("t0"))
+        .select_from(ev.join(items, items.c.id == ev.c.item_id))
+        .where(ev.c.type.in_(views), items.c.kind.in_(promoter_kinds))
+        .group_by(ev.c.item_id)
+        .cte("t0")
+    )
+    e = events.alias("e")
+    inwin = and_(e.c.item_id == t0.c.item_id, e.c.ts >= t0.c.t0, e.c.ts < t0.c.t0 + window_ms)
+
+    def n(types: tuple[str, ...], name: str) -> Any:
+        return func.count(case((e.c.type.in_(types), 1))).label(name)
+
+    early = (
+        select(
+            t0.c.item_id,
+            n(views, "first_hour_views"),
+            func.count(func.distinct(case((e.c.type.in_(views), e.c.user_id)))).label("first_hour_viewers"),
+            func.avg(case((e.c.type == "view", e.c.watch_ratio))).label("first_hour_watch_ratio"),
+            n(("like",), "first_hour_likes"),
+            n(("comment",), "first_hour_comments"),
+            n(("share",), "first_hour_shares"),
+            n(("follow",), "first_hour_follows"),
+        )
+        .select_from(t0.join(e, inwin))
+        .group_by(t0.c.item_id)
+        .cte("early")
+    )
+    cm = comments.alias("cm")
+    if intent_phrases:
+        low = func.lower(cm.c.text)
+        hit = or_(*[low.like(f"%{p.lower()}%") for p in intent_phrases])
+    else:
+        hit = literal(False)
+    intent = (
+        select(cm.c.item_id, func.count().label("first_hour_intent_comments"))
+        .select_from(
+            cm.join(t0, and_(cm.c.item_id == t0.c.item_id, cm.c.ts >= t0.c.t0, cm.c.ts < t0.c.t0 + window_ms))
+        )
+        .where(hit)
+        .group_by(cm.c.item_id)
+        .cte("intent")
+    )
+    paid = items.alias("paid")
+    price = (
+        select(
+            promotes.c.promoter_id,
+            func.count().label("n_promoted"),
+            func.avg(paid.c.price).label("promoted_price"),
+        )
+        .select_from(promotes.join(paid, paid.c.id == promotes.c.item_id))
+        .group_by(promotes.c.promoter_id)
+        .cte("price")
+    )
+    v, p = events.alias("v"), events.alias("p")
+    sold = (
+        select(v.c.item_id.label("promoter_id"), p.c.id.label("purchase_id"), p.c.amount)
+        .select_from(
+            v.join(t0, t0.c.item_id == v.c.item_id)
+            .join(promotes, promotes.c.promoter_id == v.c.item_id)
+            .join(
+                p,
+                and_(
+                    p.c.user_id == v.c.user_id,
+                    p.c.item_id == promotes.c.item_id,
+                    p.c.type == "purchase",
+                    p.c.ts >= v.c.ts,
+                    p.c.ts <= v.c.ts + lookback_ms,
+                    p.c.ts < t0.c.t0 + horizon_ms,
+                ),
+            )
+        )
+        .where(v.c.type.in_(views))
+        .distinct()
+        .subquery("sold")
+    )
+    outcome = (
+        select(
+            sold.c.promoter_id,
+            func.count().label("purchases"),
+            func.coalesce(func.sum(sold.c.amount), 0.0).label("revenue"),
+        )
+        .group_by(sold.c.promoter_id)
+        .cte("outcome")
+    )
+    stmt = (
+        select(
+            t0.c.item_id,
+            items.c.kind,
+            items.c.creator_id,
+            t0.c.t0,
+            *[early.c[c] for c in early.c.keys() if c != "item_id"],
+            func.coalesce(intent.c.first_hour_intent_comments, 0).label("first_hour_intent_comments"),
+            func.coalesce(price.c.n_promoted, 0).label("n_promoted"),
+            price.c.promoted_price,
+            func.coalesce(outcome.c.purchases, 0).label("purchases"),
+            func.coalesce(outcome.c.revenue, 0.0).label("revenue"),
+        )
+        .select_from(
+            t0.join(items, items.c.id == t0.c.item_id)
+            .join(early, early.c.item_id == t0.c.item_id)
+            .outerjoin(intent, intent.c.item_id == t0.c.item_id)
+            .outerjoin(price, price.c.promoter_id == t0.c.item_id)
+            .outerjoin(outcome, outcome.c.promoter_id == t0.c.item_id)
+        )
+        .order_by(t0.c.t0, t0.c.item_id)
+    )
+    df = _frame(engine, stmt)
+    df["is_live"] = (df["kind"] == "live").astype(int)
+    for c in ("first_hour_watch_ratio", "promoted_price", "revenue"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    return df
+
+
+# ---------------------------------------------------------------- growth advice
+
+
+def paid_item_demand(
+    engine: Engine, *, creator_id: str | None = None, start_ms: int | None = None, end_ms: int | None = None
+) -> pd.DataFrame:
+    """Per paid item: price, clickers, carters, buyers and revenue in the range, and open demand.
+
+    ``open_users``: people who clicked or added it to the cart in the range and never bought it (not even
+    later): who a live could still convert.
+    """
+    ev = events.alias("ev")
+    rng = _range(ev, start_ms, end_ms)
+    cond = [items.c.kind.in_(sorted(PAID_KINDS))]
+    if creator_id is not None:
+        cond.append(items.c.creator_id == creator_id)
+
+    def users_of(types: tuple[str, ...], name: str) -> Any:
+        return func.count(func.distinct(case((ev.c.type.in_(types), ev.c.user_id)))).label(name)
+
+    stats = (
+        select(
+            ev.c.item_id,
+            users_of(("click",), "clickers"),
+            users_of(("add_to_cart",), "carters"),
+            users_of(("purchase",), "buyers"),
+            func.coalesce(func.sum(case((ev.c.type == "purchase", ev.c.amount))), 0.0).label("revenue"),
+        )
+        .where(ev.c.type.in_(("click", "add_to_cart", "purchase")), *rng)
+        .group_by(ev.c.item_id)
+        .subquery("st")
+    )
+    bought = events.alias("bought")
+    open_ = (
+        select(ev.c.item_id, func.count(func.distinct(ev.c.user_id)).label("open_users"))
+        .where(
+            ev.c.type.in_(("click", "add_to_cart")),
+            *rng,
+            ~exists(
+                select(literal(1)).where(
+                    bought.c.user_id == ev.c.user_id,
+                    bought.c.item_id == ev.c.item_id,
+                    bought.c.type == "purchase",
+                )
+            ),
+        )
+        .group_by(ev.c.item_id)
+        .subquery("op")
+    )
+    stmt = (
+        select(
+            items.c.id.label("item_id"),
+            items.c.kind,
+            items.c.creator_id,
+            items.c.title,
+            items.c.tags,
+            items.c.price,
+            func.coalesce(stats.c.clickers, 0).label("clickers"),
+            func.coalesce(stats.c.carters, 0).label("carters"),
+            func.coalesce(stats.c.buyers, 0).label("buyers"),
+            func.coalesce(stats.c.revenue, 0.0).label("revenue"),
+            func.coalesce(open_.c.open_users, 0).label("open_users"),
+        )
+        .select_from(
+            items.outerjoin(stats, stats.c.item_id == items.c.id).outerjoin(
+                open_, open_.c.item_id == items.c.id
+            )
+        )
+        .where(*cond)
+        .order_by(items.c.id)
+    )
+    return _frame(engine, stmt)
+
+
+def question_comments(engine: Engine, start_ms: int, end_ms: int) -> pd.DataFrame:
+    """Comments in the range (item, text, stored is_question) for counting questions per topic."""
+    stmt = select(comments.c.item_id, comments.c.text, comments.c.is_question).where(
+        comments.c.ts >= start_ms, comments.c.ts < end_ms, comments.c.item_id.is_not(None)
     )
     return _frame(engine, stmt)
