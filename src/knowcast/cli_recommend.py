@@ -142,7 +142,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _run(fn, *args: Any, **kwargs: Any) -> Any:  # type: ignore[no-untyped-def]
-    """Service errors as exit codes: 1 unknown / no model, 2 bad input (naming the field)."""
+    """Service errors as exit codes: 1 unknown / no model / an OS error, 2 bad input (naming the field)."""
     from knowcast.recommend import service as svc
 
     try:
@@ -151,6 +151,9 @@ def _run(fn, *args: Any, **kwargs: Any) -> Any:  # type: ignore[no-untyped-def]
         raise _fail(str(exc), 1) from None
     except svc.RecommendError as exc:
         raise _fail(f"{exc} (field: {exc.field})", 2) from None
+    except OSError as exc:  # a full disk, an unreadable artifact: what failed, not a traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise _fail(f"{exc.strerror or exc}{where}; the served model is unchanged", 1) from None
 
 
 def _print_json(data: Any) -> None:

@@ -24,9 +24,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from knowcast.store import Store
 
 PG_BIN = Path(os.environ.get("KNOWCAST_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -307,3 +312,46 @@ def api_server(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], ApiServer]
     yield start
     for srv in started:
         srv.stop()
+
+
+# ---------------------------------------------------------------------------------------------- models
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, TestClient, Path]]:
+    """A seeded tiny demo on SQLite with model v1 (EASE) trained, active and served by the API (in process,
+    re-reading the registry every 0.2 s); artifacts under ``tmp_path/artifacts`` (``KNOWCAST_ARTIFACTS``)."""
+    from knowcast.api.app import create_app
+    from knowcast.config import Settings
+    from knowcast.recommend import service as svc
+    from knowcast.services.demo import SIZES, seed_demo
+    from knowcast.sim import SimConfig
+
+    artifacts = tmp_path / "artifacts"
+    monkeypatch.setenv("KNOWCAST_ARTIFACTS", str(artifacts))
+    monkeypatch.setattr(svc, "CHECK_SECONDS", 0.2)
+    svc.invalidate()
+    store = Store(f"sqlite:///{tmp_path / 'kc.db'}").migrate()
+    seed_demo(store.engine, SimConfig(seed=0, **SIZES["tiny"]))
+    svc.train(store.engine, "ease", validate=False, artifacts_dir=artifacts)
+    app = create_app(Settings(database_url=store.url, auth_enabled=False, artifacts_dir=artifacts), store)
+    with TestClient(app) as client:
+        yield store, client, artifacts
+    svc.invalidate()
+    store.dispose()
+
+
+def top_user(store: Store) -> str:
+    """The user with the most views (a rich history: a full page of recommendations)."""
+    with store.engine.connect() as c:
+        return str(
+            c.execute(
+                text("SELECT user_id FROM events WHERE type = 'view' GROUP BY user_id ORDER BY COUNT(*) DESC")
+            ).scalar()
+        )
+
+
+def recommend_page(client: TestClient, user: str) -> dict[str, Any]:
+    r = client.get(f"/v1/users/{user}/recommendations", params={"n": 10})
+    assert r.status_code == 200, r.text
+    page: dict[str, Any] = r.json()
+    assert len(page["items"]) == 10
+    return page

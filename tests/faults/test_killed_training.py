@@ -19,15 +19,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 
 from knowcast.recommend import service as svc
 from knowcast.store import Store
+
+from .conftest import recommend_page, top_user
 
 #: Runs the real CLI with the artifact writer slowed down after its first file (the kill target).
 SLOW_WRITER = """
@@ -46,51 +45,12 @@ app(sys.argv[1:], prog_name="knowcast")
 """
 
 
-@pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, TestClient, Path]]:
-    """A seeded tiny demo on SQLite with model v1 (EASE) trained, active and served by the API."""
-    from knowcast.api.app import create_app
-    from knowcast.config import Settings
-    from knowcast.services.demo import SIZES, seed_demo
-    from knowcast.sim import SimConfig
-
-    artifacts = tmp_path / "artifacts"
-    monkeypatch.setenv("KNOWCAST_ARTIFACTS", str(artifacts))
-    monkeypatch.setattr(svc, "CHECK_SECONDS", 0.2)
-    svc.invalidate()
-    store = Store(f"sqlite:///{tmp_path / 'kc.db'}").migrate()
-    seed_demo(store.engine, SimConfig(seed=0, **SIZES["tiny"]))
-    svc.train(store.engine, "ease", validate=False, artifacts_dir=artifacts)
-    app = create_app(Settings(database_url=store.url, auth_enabled=False, artifacts_dir=artifacts), store)
-    with TestClient(app) as client:
-        yield store, client, artifacts
-    svc.invalidate()
-    store.dispose()
-
-
-def _user(store: Store) -> str:
-    with store.engine.connect() as c:
-        return str(
-            c.execute(
-                text("SELECT user_id FROM events WHERE type = 'view' GROUP BY user_id ORDER BY COUNT(*) DESC")
-            ).scalar()
-        )
-
-
-def _recommend(client: TestClient, user: str) -> dict:  # type: ignore[type-arg]
-    r = client.get(f"/v1/users/{user}/recommendations", params={"n": 10})
-    assert r.status_code == 200, r.text
-    page = r.json()
-    assert len(page["items"]) == 10
-    return page
-
-
 def test_killed_training_keeps_the_served_model_and_the_rerun_activates_a_new_one(
     served: tuple[Store, TestClient, Path],
 ) -> None:
     store, client, artifacts = served
-    user = _user(store)
-    before = _recommend(client, user)
+    user = top_user(store)
+    before = recommend_page(client, user)
     assert before["model"]["version"] == 1
     env = {**os.environ, "KNOWCAST_DATABASE_URL": store.url, "KNOWCAST_ARTIFACTS": str(artifacts)}
     cmd = [sys.executable, "-c", SLOW_WRITER, "train", "--algorithm", "item_knn", "--no-validate"]
@@ -104,7 +64,7 @@ def test_killed_training_keeps_the_served_model_and_the_rerun_activates_a_new_on
                 break
         assert "KC-PARTIAL-WRITTEN" in lines[-1], "".join(lines)[-3000:]
         # the API keeps serving v1 while the trainer writes
-        assert _recommend(client, user)["model"]["version"] == 1
+        assert recommend_page(client, user)["model"]["version"] == 1
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
@@ -119,10 +79,10 @@ def test_killed_training_keeps_the_served_model_and_the_rerun_activates_a_new_on
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["1"]
     assert [(m["version"], m["active"]) for m in svc.list_models(store.engine)] == [(1, True)]
     time.sleep(0.3)  # past CHECK_SECONDS: the API has looked at the registry again
-    assert _recommend(client, user) == before
+    assert recommend_page(client, user) == before
     svc.invalidate()  # as a freshly started process would: loads v1, not the half-written folder
     assert svc.served_model(store.engine).version == 1
-    assert _recommend(client, user) == before
+    assert recommend_page(client, user) == before
 
     # the rerun finishes and the running API switches to it
     out = subprocess.run(
@@ -140,6 +100,6 @@ def test_killed_training_keeps_the_served_model_and_the_rerun_activates_a_new_on
         (2, True),
     ]
     deadline = time.monotonic() + 10
-    while (page := _recommend(client, user))["model"]["version"] != 2 and time.monotonic() < deadline:
+    while (page := recommend_page(client, user))["model"]["version"] != 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert page["model"] == {"name": "default", "version": 2, "algorithm": "item_knn"}
