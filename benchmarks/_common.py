@@ -160,9 +160,27 @@ class Measured:
     maxrss_mb: float
 
 
+def peak_rss_self_mb() -> float:
+    """This process's own peak resident memory (``VmHWM``), in MB.
+
+    Prefer it to ``ru_maxrss`` in a child: Linux carries the parent's RSS at fork time into the child's
+    ``ru_maxrss`` across ``exec``, so a big parent puts a floor under every child's figure.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_measured(cmd: list[str], env: dict[str, str] | None = None, timeout: float | None = None) -> Measured:
     """Run ``cmd`` and reap it with ``os.wait4``: the rusage is that child's alone (RUSAGE_CHILDREN would
-    keep the largest child seen so far), so each step gets its own peak memory."""
+    keep the largest child seen so far). Its ``maxrss_mb`` is floored by this process's RSS at fork time
+    (see ``peak_rss_self_mb``): children that can should report their own peak."""
     t = time.perf_counter()
     with (
         open(os.devnull) as devnull,

@@ -8,12 +8,18 @@ docs/benchmarks/<name>.md; this puts them on one page in a fixed order.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 ORDER = ["ingest", "content_tagging", "embeddings", "content_profiles", "profiles", "recommend_quality",
          "recommend_serving", "sentiment", "live", "live_e2e", "bandits", "experiments_real", "analytics",
          "attribution", "dashboard", "scale", "load"]
+
+
+def relink(line: str) -> str:
+    """Relative links and images of docs/benchmarks/<name>.md, made to work from docs/benchmarks.md."""
+    return re.sub(r"(\]\()(?!https?:|#|/)([^)]+\))", r"\1benchmarks/\2", line)
 
 
 def main() -> None:
@@ -34,7 +40,7 @@ def main() -> None:
         text = p.read_text().strip().splitlines()
         title = text[0].lstrip("# ").strip() if text and text[0].startswith("#") else p.stem
         out += [f'<a id="{p.stem.replace("_", "-")}"></a>', "", f"## {title}", ""]
-        out += [("#" + line) if line.startswith("#") else line for line in text[1:]]
+        out += [("#" + line) if line.startswith("#") else relink(line) for line in text[1:]]
         out.append("")
     (DOCS / "benchmarks.md").write_text("\n".join(out) + "\n")
     print(f"wrote {DOCS / 'benchmarks.md'} from {len(parts)} reports")
