@@ -232,7 +232,7 @@ class RedisBus(InProcessBus):
             self.fallbacks += 1
             log.warning(
                 "Redis at %s is unavailable (%s: %s): live rooms fall back to the in-process bus in this "
-                "worker (consoles on other workers miss its messages); retrying every %.0f s",
+                "worker (consoles on other workers miss its messages); retrying every %g s",
                 self._where(), type(exc).__name__, exc, REDIS_RETRY_S,
             )  # fmt: skip
         if self._loop is not None and (self._reconnector is None or self._reconnector.done()):
