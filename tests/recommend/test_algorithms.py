@@ -159,3 +159,27 @@ def test_recommend_is_fast_at_100k_items():
     # in the same loop (full argsort) and keep a generous absolute bound
     assert np.median(ours) < np.median(peer)
     assert np.median(ours) < 0.05
+
+
+def test_ease_dropout_is_edlae_closed_form():
+    """EDLAE: the diagonal penalty grows with each item's own count, ``lambda + p / (1 - p) * G_ii``."""
+    lam, p = 3.0, 0.25
+    m = A.EASE(lambda_=lam, dropout=p).fit(X)
+    d = X.toarray()
+    g = d.T @ d
+    g = g + np.diag(lam + p / (1 - p) * np.diag(g))
+    inv = np.linalg.inv(g)
+    b = -inv / np.diag(inv)[None, :]
+    np.fill_diagonal(b, 0)
+    np.testing.assert_allclose(m.weights_, b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="dropout"):
+        A.EASE(dropout=1.0).fit(X)
+
+
+def test_als_fold_in_matches_implicit_recalculate_user():
+    x = synthetic_interactions(n_users=60, n_items=40, seed=3).matrix
+    m = A.ImplicitALS(factors=8, iterations=5, alpha=2.0, regularization=0.1, num_threads=1).fit(x)
+    row = sp.csr_matrix(([1.0, 0.5, 2.0], ([0, 0, 0], [3, 10, 22])), shape=(1, 40), dtype=np.float32)
+    ref = m.model_.recalculate_user(0, row)
+    np.testing.assert_allclose(m.fold_in(row.indices, row.data), np.ravel(ref), rtol=2e-3, atol=2e-4)
+    np.testing.assert_array_equal(m.fold_in(np.array([], int), np.array([])), np.zeros(8, np.float32))

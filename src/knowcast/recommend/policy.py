@@ -216,7 +216,7 @@ class RankingPolicy:
             raise ValueError(f"item_ids {item_ids.shape} and scores {scores.shape} must be equal 1-D shapes")
         ok = (item_ids >= 0) & (item_ids < catalog.n_items) & np.isfinite(scores)
         item_ids, scores = item_ids[ok], scores[ok]
-        keep = self.allowed(catalog, user)[item_ids]
+        keep = self._allowed_among(item_ids, catalog, user)
         item_ids, scores = item_ids[keep], scores[keep]
         if len(item_ids) == 0:
             return []
@@ -224,48 +224,76 @@ class RankingPolicy:
         rel = (scores - lo) / (hi - lo) if hi > lo else np.ones_like(scores)
         rel = rel + self.live_boost * catalog.live_now[item_ids]
         sim_fn = similarity or catalog.similarity
+        # a similarity that can answer a whole block at once (the service's per-request Gram matrix) is asked
+        # once for candidates x candidates and once for page x history, instead of once per slot and item
+        block = getattr(sim_fn, "block", None)
+        cand_sim = block(item_ids, item_ids) if block is not None and self.diversity > 0 else None
         paid = catalog.is_paid[item_ids]
-        chosen: list[int] = []
+        # creators as small integer codes: the per-slot cap test is then one array lookup, not a string isin
+        _, creator_code = np.unique(catalog.creator[item_ids], return_inverse=True)
+        creator_count = np.zeros(int(creator_code.max()) + 1, dtype=np.int64)
         chosen_pos: list[int] = []
-        per_creator: dict[Any, int] = {}
         last_paid = -(10**9)
         max_sim = np.zeros(len(item_ids))
         available = np.ones(len(item_ids), dtype=bool)
-        while len(chosen) < n and available.any():
-            slot = len(chosen)
-            value = (1 - self.diversity) * rel - self.diversity * max_sim
-            cand = available.copy()
-            if self.paid_every is not None and slot - last_paid < self.paid_every:
-                cand &= ~paid
+        while len(chosen_pos) < n and available.any():
+            slot = len(chosen_pos)
+            value = (1 - self.diversity) * rel - self.diversity * max_sim if self.diversity > 0 else rel
             if self.max_per_creator is not None:
-                full = [c for c, k in per_creator.items() if k >= self.max_per_creator]
-                if full:
-                    capped = np.isin(catalog.creator[item_ids], full)
-                    available &= ~capped
-                    cand &= ~capped
+                available &= creator_count[creator_code] < self.max_per_creator
+            cand = available
+            if self.paid_every is not None and slot - last_paid < self.paid_every:
+                cand = available & ~paid
             if not cand.any():
-                if not available.any() or self.paid_every is None:
-                    break
-                # only paid items left and the spacing rule forbids them here: stop rather than break the rule
+                # nothing left, or only paid items the spacing rule forbids here: stop rather than break it
                 break
-            pos = int(np.flatnonzero(cand)[np.argmax(value[cand])])
-            item = int(item_ids[pos])
-            chosen.append(item)
+            pos = int(np.argmax(np.where(cand, value, -np.inf)))
             chosen_pos.append(pos)
             available[pos] = False
-            creator = catalog.creator[item]
-            per_creator[creator] = per_creator.get(creator, 0) + 1
+            creator_count[creator_code[pos]] += 1
             if paid[pos]:
                 last_paid = slot
             if self.diversity > 0 and available.any():
                 rest = np.flatnonzero(available)
-                max_sim[rest] = np.maximum(max_sim[rest], sim_fn(item, item_ids[rest]))
+                if cand_sim is not None:
+                    s = cand_sim[pos, rest]
+                else:
+                    s = sim_fn(int(item_ids[pos]), item_ids[rest])
+                max_sim[rest] = np.maximum(max_sim[rest], s)
+        # reasons only for the items on the page, with the user's history read once
+        watched = np.asarray(list(user.watched)[-50:], dtype=np.int64)
+        page = item_ids[chosen_pos]
+        page_sims = block(page, watched) if block is not None and len(watched) else None
         return [
             Recommendation(
-                item=i, score=float(rel[p]), source=source, **self.explain(i, catalog, user, source, sim_fn)
+                item=int(item_ids[p]),
+                score=float(rel[p]),
+                source=source,
+                **self._explain(
+                    int(item_ids[p]),
+                    catalog,
+                    user,
+                    source,
+                    sim_fn,
+                    watched,
+                    None if page_sims is None else page_sims[k],
+                ),
             )
-            for i, p in zip(chosen, chosen_pos, strict=True)
+            for k, p in enumerate(chosen_pos)
         ]
+
+    def _allowed_among(self, item_ids: np.ndarray, catalog: Catalog, user: UserContext) -> np.ndarray:
+        """:meth:`allowed` for the candidates only (a page looks at ~100 items, not the whole catalogue)."""
+        ok = np.ones(len(item_ids), dtype=bool)
+        if self.kinds is not None:
+            ok &= np.isin(catalog.kind[item_ids], list(self.kinds))
+        if self.blocked_items:
+            ok &= ~np.isin(item_ids, list(self.blocked_items))
+        if self.blocked_creators:
+            ok &= ~np.isin(catalog.creator[item_ids], list(self.blocked_creators))
+        if self.exclude_purchased and user.purchased:
+            ok &= ~np.isin(item_ids, list(user.purchased))
+        return ok
 
     def explain(
         self,
@@ -276,6 +304,20 @@ class RankingPolicy:
         similarity: Callable[[int, np.ndarray], np.ndarray] | None = None,
     ) -> dict[str, str]:
         """The most specific true reason for showing ``item`` (``reason`` text and ``reason_code``)."""
+        watched = np.asarray(list(user.watched)[-50:], dtype=np.int64)
+        return self._explain(item, catalog, user, source, similarity or catalog.similarity, watched)
+
+    def _explain(
+        self,
+        item: int,
+        catalog: Catalog,
+        user: UserContext,
+        source: str,
+        similarity: Callable[[int, np.ndarray], np.ndarray],
+        watched: np.ndarray,
+        watched_sims: np.ndarray | None = None,
+    ) -> dict[str, str]:
+        """:meth:`explain` with the history as an array and, when known, its similarities to ``item``."""
         if catalog.live_now[item]:
             return {"reason": REASONS["live_now"], "reason_code": "live_now"}
         creator = catalog.creator[item]
@@ -289,10 +331,10 @@ class RankingPolicy:
                     "reason": REASONS["followed_creator_new"].format(creator=name),
                     "reason_code": "followed_creator_new",
                 }
-        watched = np.asarray(list(user.watched)[-50:], dtype=np.int64)
-        watched = watched[watched != item]  # "because you watched X" never explains X itself
+        other = watched != item  # "because you watched X" never explains X itself
+        watched = watched[other]
         if len(watched):
-            sims = (similarity or catalog.similarity)(item, watched)
+            sims = similarity(item, watched) if watched_sims is None else watched_sims[other]
             if len(sims) and np.max(sims) > self.explain_threshold:
                 best = int(watched[int(np.argmax(sims))])
                 return {

@@ -21,6 +21,7 @@ This is the one file of :mod:`knowcast.recommend` that touches the database. It 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -38,11 +39,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sqlalchemy import Engine, bindparam, func, select, update
+from sqlalchemy import Engine, func, select, update
 
 from knowcast.domain import PAID_KINDS
 from knowcast.recommend.algorithms import ALGORITHMS, MostPopular, PopularInSegment, l2_normalize_rows
-from knowcast.recommend.base import Recommender, fit_with, top_n
+from knowcast.recommend.base import Recommender, _one_blas_thread, fit_with, top_n
 from knowcast.recommend.policy import Catalog, RankingPolicy, Recommendation, UserContext
 from knowcast.store.models import (
     Creator,
@@ -782,12 +783,30 @@ class _IVF:
         cs = self.centroids @ u
         nprobe = min(len(cs), max(1, int(np.ceil(len(cs) * probe))))
         best = np.argpartition(-cs, nprobe - 1)[:nprobe] if nprobe < len(cs) else np.arange(len(cs))
-        off = self.offsets
-        pos = np.concatenate([np.arange(off[c], off[c + 1]) for c in best])
-        scores = np.concatenate([self.factors[off[c] : off[c + 1]] @ u for c in best])
+        pos = _ranges(self.offsets[best], self.offsets[best + 1])
+        scores = self.factors[pos] @ u
         ids = self.order[pos]
         keep = mask[ids]
         return _top(ids[keep], scores[keep].astype(np.float32), k)
+
+
+def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """``concatenate([arange(a, b) for a, b in zip(starts, stops)])`` without a Python loop."""
+    lens = stops - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    shift = np.repeat(starts - (np.cumsum(lens) - lens), lens)
+    return shift + np.arange(total, dtype=np.int64)
+
+
+def _csr_rows(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stored entries of ``m[rows]`` as (position in ``rows``, column, value): a gather of a few CSR
+    rows in NumPy, which costs microseconds where scipy's fancy indexing costs a fraction of a millisecond."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts, stops = m.indptr[rows], m.indptr[rows + 1]
+    pos = _ranges(starts, stops)
+    return np.repeat(np.arange(len(rows)), stops - starts), m.indices[pos], m.data[pos]
 
 
 def _top(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -831,6 +850,9 @@ class ServedModel:
     promotes_by_item: sp.csr_matrix = field(init=False)
     cold_ids: np.ndarray = field(init=False)
     cold_tags: sp.csr_matrix = field(init=False)
+    cold_tag_rows: np.ndarray = field(init=False)
+    surface_ids: dict[str, np.ndarray] = field(default_factory=dict)
+    surface_factors: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.promotes_by_item = sp.csr_matrix(self.promotes.T)  # row j: the promoters of item j
@@ -847,6 +869,19 @@ class ServedModel:
         self.popular = np.asarray(self.popular, dtype=np.float32)
         self.segment_scores = np.asarray(self.segment_scores, dtype=np.float32)
         self.cold_tags = sp.csr_matrix(self.unit_tags[self.cold_ids])
+        self.cold_tag_rows = np.repeat(np.arange(len(self.cold_ids)), np.diff(self.cold_tags.indptr))
+
+    def index_surfaces(self) -> None:
+        """For factor models: each surface's items and a contiguous copy of their factors, so that a request
+        for the live rooms or the next course scores those items only (one small mat-vec), not all."""
+        factors = getattr(self.model, "item_factors_", None)
+        if factors is None or not hasattr(self.model, "_user_factors"):
+            return
+        for surface, mask in self.kind_masks.items():
+            ids = np.flatnonzero(mask)
+            self.surface_ids[surface] = ids
+            full = len(ids) == self.n_items
+            self.surface_factors[surface] = factors if full else np.ascontiguousarray(factors[ids])
 
     @property
     def n_items(self) -> int:
@@ -932,6 +967,7 @@ def load_artifact(path: str | Path, name: str = "default", version: int = 0) -> 
         "live": kinds == "live",
         "next_course": np.isin(kinds, list(PAID_KINDS)),
     }
+    served.index_surfaces()
     if meta.get("next_purchase"):
         served.next_purchase = _load_next_purchase(path, served)
     if (path / "index.npz").exists():
@@ -983,6 +1019,16 @@ class _View:
     served: ServedModel
     live_mask: np.ndarray
     blocked_mask: np.ndarray
+    surface_masks: dict[str, np.ndarray] = field(default_factory=dict)
+    catalog: Catalog | None = None
+
+    def __post_init__(self) -> None:
+        # read-only per view: a request copies one only when it has items of its own to remove
+        for surface, kinds in self.served.kind_masks.items():
+            m = kinds & ~self.blocked_mask
+            m.flags.writeable = False
+            self.surface_masks[surface] = m
+        object.__setattr__(self, "catalog", _with_context(self.served, self.live_mask))
 
 
 @dataclass
@@ -1184,7 +1230,9 @@ def set_blocked(
 # ------------------------------------------------------------------------------------------ the user
 @dataclass
 class _UserState:
-    row: sp.csr_matrix
+    cols: np.ndarray  # the user's items (model columns), sorted
+    vals: np.ndarray  # their interaction weights (float32)
+    n_items: int
     rows: list[tuple[str, str, int, float | None]]  # (type, item_id, ts, watch_ratio), oldest first
     seen: set[int]
     purchased: set[int]
@@ -1192,18 +1240,40 @@ class _UserState:
     followed: set[str]
     n_events: int
 
+    @functools.cached_property
+    def row(self) -> sp.csr_matrix:
+        """The user's row as a 1 x n_items CSR matrix, built only for models that need one."""
+        indptr = np.array([0, len(self.cols)])
+        return sp.csr_matrix((self.vals, self.cols, indptr), shape=(1, self.n_items))
+
     def events_frame(self, user_id: str) -> pd.DataFrame:
         df = pd.DataFrame(self.rows, columns=["type", "item_id", "ts", "watch_ratio"])
         return df.assign(user_id=user_id)
 
 
-#: Built once: constructing a statement costs more than running this indexed query on SQLite.
-_USER_EVENTS = (
-    select(Event.type, Event.item_id, Event.ts, Event.watch_ratio, Event.props)
-    .where(Event.user_id == bindparam("user_id"), Event.type.not_in(("impression", "exposure")))
-    .order_by(Event.ts.desc())
-    .limit(MAX_USER_EVENTS)
+#: The user's newest events, one indexed query (``ix_events_user_ts``), sent through the DB-API cursor: for
+#: a query this small SQLAlchemy's statement and result machinery costs more than the database does.
+_USER_EVENTS_SQL = (
+    "SELECT type, item_id, ts, watch_ratio, props FROM events WHERE user_id = {param} "
+    f"AND type NOT IN ('impression', 'exposure') ORDER BY ts DESC LIMIT {MAX_USER_EVENTS}"
 )
+_PARAMSTYLE = {"qmark": "?", "format": "%s", "pyformat": "%s", "numeric": ":1", "named": ":user_id"}
+
+
+def _user_events(engine: Engine, user_id: str) -> list[tuple[Any, ...]]:
+    style = engine.dialect.paramstyle
+    sql = _USER_EVENTS_SQL.format(param=_PARAMSTYLE[style])
+    params: Any = {"user_id": user_id} if style == "named" else (user_id,)
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        try:
+            cur.execute(sql, params)
+            return cur.fetchall()
+        finally:
+            cur.close()
+    finally:
+        raw.close()
 
 
 def _user_state(engine: Engine, served: ServedModel, user_id: str) -> _UserState:
@@ -1211,8 +1281,7 @@ def _user_state(engine: Engine, served: ServedModel, user_id: str) -> _UserState
 
     Plain Python over at most :data:`MAX_USER_EVENTS` rows: per request this is cheaper than a DataFrame.
     """
-    with engine.connect() as c:
-        rows = c.execute(_USER_EVENTS, {"user_id": user_id}).all()
+    rows = _user_events(engine, user_id)
     followed: set[str] = set()
     kept: list[tuple[str, str, int, float | None]] = []
     weights: dict[int, float] = {}
@@ -1247,8 +1316,9 @@ def _user_state(engine: Engine, served: ServedModel, user_id: str) -> _UserState
     cols = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
     order = np.argsort(cols)
     vals = np.fromiter(weights.values(), dtype=np.float32, count=len(weights))[order]
-    row = sp.csr_matrix((vals, cols[order], np.array([0, len(cols)])), shape=(1, served.n_items))
-    return _UserState(row, kept, seen, purchased, list(watched), followed, int(row.nnz))
+    return _UserState(
+        cols[order], vals, served.n_items, kept, seen, purchased, list(watched), followed, len(cols)
+    )
 
 
 def _user_attributes(engine: Engine, user_id: str) -> tuple[bool, str | None, list[str]]:
@@ -1283,19 +1353,41 @@ def _policy(surface: str) -> RankingPolicy:
     return RankingPolicy(live_boost=0.0, diversity=0.1, max_per_creator=3, explain_threshold=0.3)
 
 
+#: Built once: a policy holds no request state.
+_POLICIES = {surface: _policy(surface) for surface in SURFACES}
+
+
 class _LocalSimilarity:
     """Tag cosine between the few items one request looks at (candidates, history, new items), computed
-    as one small Gram matrix instead of a sparse product per comparison."""
+    as one small dense Gram matrix over just the tags those items carry: the rows are gathered straight from
+    the CSR arrays (:func:`_csr_rows`), since scipy's indexing and product cost more than the whole job."""
 
     def __init__(self, unit_tags: sp.csr_matrix, items: np.ndarray) -> None:
-        self.ids = np.unique(items)
-        sub = unit_tags[self.ids]
-        self.gram = np.asarray((sub @ sub.T).todense(), dtype=np.float64)
+        self.ids = np.unique(np.asarray(items, dtype=np.int64))
+        m = len(self.ids)
+        row, cols, vals = _csr_rows(unit_tags, self.ids)
+        # every pair of entries that share a tag adds v_a * v_b to gram[row_a, row_b]; items carry a few tags
+        # each, so the pairs are few, and no BLAS call is made (multi-threaded BLAS on a tiny product costs
+        # more than the product, and much more on a busy machine)
+        order = np.argsort(cols, kind="stable")
+        row, cols, vals = row[order], cols[order], vals[order].astype(np.float64)
+        bounds = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1], True])
+        starts, stops = bounds[:-1], bounds[1:]
+        group = np.repeat(np.arange(len(starts)), stops - starts)
+        a = np.repeat(np.arange(len(cols)), (stops - starts)[group])
+        b = _ranges(starts[group], stops[group])
+        self.gram = np.bincount(row[a] * m + row[b], weights=vals[a] * vals[b], minlength=m * m).reshape(m, m)
 
     def __call__(self, item: int, others: np.ndarray) -> np.ndarray:
         i = np.searchsorted(self.ids, item)
         j = np.searchsorted(self.ids, np.asarray(others, dtype=np.int64))
         return self.gram[i, j]
+
+    def block(self, items: np.ndarray, others: np.ndarray) -> np.ndarray:
+        """Similarities of each of ``items`` (rows) to each of ``others`` (columns)."""
+        i = np.searchsorted(self.ids, np.asarray(items, dtype=np.int64))
+        j = np.searchsorted(self.ids, np.asarray(others, dtype=np.int64))
+        return self.gram[np.ix_(i, j)]
 
 
 def _candidates(scores: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1307,14 +1399,25 @@ def _candidates(scores: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarra
 def _personal(
     served: ServedModel, state: _UserState, surface: str, mask: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidates from the personal model for the user's current row: through the IVF index for the feed
-    of a large factor model (falling back to a full scan when it finds too few), else a full scan."""
+    """Candidates from the personal model for the user's current row. A factor model folds the row in once,
+    then scores the feed of a large catalogue through the IVF index (falling back to a scan when it finds
+    too few) and the other surfaces over their own items only; other models score every item."""
     model = served.model
-    if served.ivf is not None and surface == "feed":
-        u = model._user_factors(np.array([model.n_users_]), state.row)[0]
-        ids, scores = served.ivf.search(np.asarray(u, dtype=np.float32), mask, k, IVF_PROBE)
-        if len(ids) >= k:
-            return ids, scores
+    if served.surface_factors:
+        with _one_blas_thread():
+            if hasattr(model, "fold_in"):
+                u = model.fold_in(state.cols, state.vals)
+            else:
+                u = model._user_factors(np.array([model.n_users_]), state.row)[0]
+            u = np.asarray(u, dtype=np.float32)
+            if served.ivf is not None and surface == "feed":
+                ids, scores = served.ivf.search(u, mask, k, IVF_PROBE)
+                if len(ids) >= k:
+                    return ids, scores
+            ids = served.surface_ids[surface]
+            scores = served.surface_factors[surface] @ u
+        keep = mask[ids]
+        return _top(ids[keep], scores[keep], k)
     return _candidates(model.score(np.array([model.n_users_]), state.row)[0], mask, k)
 
 
@@ -1378,14 +1481,16 @@ def recommend(
         raise RecommendError("user_id must be a non-empty string", "user_id")
     view = _view(engine, name)
     served = view.served
-    catalog = _with_context(served, view.live_mask)
+    catalog = view.catalog
     state = _user_state(engine, served, user_id)
-    policy = _policy(surface)
-    mask = served.kind_masks[surface] & ~view.blocked_mask
-    if state.purchased:
-        mask[list(state.purchased)] = False  # never offer what the user already bought
-    if surface == "feed" and state.seen:
-        mask[list(state.seen)] = False  # watched a moment ago: gone from the feed at once
+    policy = _POLICIES[surface]
+    mask = view.surface_masks[surface]
+    hide = list(state.purchased)  # never offer what the user already bought
+    if surface == "feed":
+        hide += state.seen  # watched a moment ago: gone from the feed at once
+    if hide:
+        mask = mask.copy()
+        mask[hide] = False
     segment: str | None = None
     interests: list[str] = []
     cold = state.n_events == 0
@@ -1474,9 +1579,15 @@ def _new_items(
     if len(cold_ids) == 0:
         return cold_ids
     k = len(COLD_ITEM_POSITIONS)
-    if state.row.nnz:
-        prof = np.asarray((state.row @ served.unit_tags).todense()).ravel()
-        sim = served.cold_tags @ (prof / max(float(np.linalg.norm(prof)), 1e-12))  # one CSR mat-vec
+    if len(state.cols):
+        row, cols, vals = _csr_rows(served.unit_tags, state.cols)
+        n_tags = served.unit_tags.shape[1]
+        prof = np.bincount(cols, weights=vals * state.vals[row], minlength=n_tags)
+        prof /= max(float(np.linalg.norm(prof)), 1e-12)
+        ct = served.cold_tags
+        sim = np.bincount(
+            served.cold_tag_rows, weights=ct.data * prof[ct.indices], minlength=len(served.cold_ids)
+        )
         sim = sim[mask[served.cold_ids]]
     else:
         sim = np.zeros(len(cold_ids))

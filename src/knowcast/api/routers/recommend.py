@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from knowcast.api.deps import EngineDep, require_scope
@@ -51,7 +52,7 @@ async def get_recommendations(
         Literal["feed", "live", "next_course"], Query(description="feed, live or next_course")
     ] = "feed",
     model: NameQuery = "default",
-) -> JSONResponse:
+) -> Response:
     """Scored by the active model from the user's events so far (an item watched a moment ago is gone from
     the feed, a course bought is never offered), then ranked by the surface's rules: kinds, blocked items
     and creators, live rooms boosted, paid cards spaced, MMR diversity, a cap per creator. Every item has
@@ -59,8 +60,10 @@ async def get_recommendations(
     (``cold_start: true``): onboarding interests, their segment's popular items or what is popular now.
     409 when no model has been trained yet (``knowcast train``).
     """
-    # the service returns plain JSON types: skip FastAPI's generic encoder on the hot path
-    return JSONResponse(await _call(svc.recommend, engine, user_id, n, surface, model))
+    # the service returns plain JSON types: skip FastAPI's generic encoder on the hot path, and let orjson
+    # write the bytes (several times faster than the standard library for a page of items)
+    page = await _call(svc.recommend, engine, user_id, n, surface, model)
+    return Response(orjson.dumps(page), media_type="application/json")
 
 
 @router.get("/recommend/models", summary="Stored model versions and which one is served", dependencies=[Read])
