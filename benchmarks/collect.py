@@ -13,8 +13,8 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 ORDER = ["ingest", "content_tagging", "embeddings", "content_profiles", "profiles", "recommend_quality",
-         "recommend_serving", "sentiment", "live", "live_e2e", "bandits", "experiments_real", "analytics",
-         "attribution", "dashboard", "scale", "load"]
+         "recommend_serving", "spark_parity", "sentiment", "live", "live_e2e", "bandits", "experiments_real",
+         "analytics", "attribution", "dashboard", "scale", "load"]
 
 
 def relink(line: str) -> str:

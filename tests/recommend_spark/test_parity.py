@@ -12,7 +12,7 @@ from knowcast.recommend.evaluation import evaluate, evaluate_ranking, make_split
 from knowcast.recommend.spark_als import SparkALS
 
 #: Comparable settings: same rank and iterations; Spark's confidence ``1 + 4 w`` is implicit's ``5 w`` on
-#: MovieLens' unit weights; Spark scales its regularisation by each user's count (0.002 x ~60 ~ 0.1).
+#: MovieLens' unit weights; Spark scales its regularisation by each user's count (0.002 x median 50 = 0.1).
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # pyspark on a newer pandas
 
 RANK, ITERS = 32, 10
