@@ -148,6 +148,7 @@ def test_ingest_survives_postgres_restarts(
         client.stop.set()
         worker.join(150)
     assert not worker.is_alive(), "the client thread did not finish"
+    print(f"statuses {dict(client.statuses)}; resumed after {resumed} s; slowest {client.slowest_s:.2f} s")
     assert not client.errors, (client.errors[:5], api.output()[-3000:])
     assert client.statuses[500] == 0 and "timeout" not in client.statuses, client.statuses
     assert client.statuses[503] >= 6 and all(v and v.isdigit() for v in client.retry_after)
