@@ -184,8 +184,8 @@ def _pyraw_table() -> list[int | str | None]:
 
 @lru_cache(maxsize=1)
 def _syllable_units() -> dict[int, str]:
-    """Han character → two units naming its toneless pinyin syllable: chr(0x100 + n // 24), chr(0x200 + n % 24)
-    for syllable number n.
+    """Han character → two units naming its toneless pinyin syllable number n: chr(0x100 + n // 24) and
+    chr(0x200 + n % 24).
 
     Why two units and not one: pyahocorasick walks a node's children one by one, and ~400 syllables as
     single units give the root ~400 children; split in two, no node has more than ~60, which halves the
@@ -501,11 +501,13 @@ class Moderator:
         # characters that are not lexicon words; consulted only after a hit, so it costs nothing otherwise.
         allow = ahocorasick.Automaton()
         n_allow = 0
+        self._allow_maxlen = 0  # longest allow key: only allow words this close to a hit can cover it
         for w in [*allow_base, *self._room_allow]:
             key = skeleton(w)
             if key:
                 allow.add_word(_encode_key(key), (key, True))
                 n_allow += 1
+                self._allow_maxlen = max(self._allow_maxlen, len(key))
         if self.auto_allow_freq:
             for w, f in freq.items():
                 if f >= self.auto_allow_freq and 2 <= len(w) <= 6 and w not in entries:
@@ -513,6 +515,7 @@ class Moderator:
                     if key and key not in entries and key not in self._room_allow:
                         allow.add_word(_encode_key(key), (key, False))
                         n_allow += 1
+                        self._allow_maxlen = max(self._allow_maxlen, len(key))
         if n_allow:
             allow.make_automaton()
             self._allow: ahocorasick.Automaton | None = allow
@@ -659,11 +662,18 @@ class Moderator:
             if allow_spans is None:
                 allow_spans = []
                 if self._allow is not None:
-                    for end, (key, explicit) in self._allow.iter(enc if enc is not None else _encode_key(sk)):
+                    # Only allow words overlapping a hit can cover it, and none is longer than
+                    # _allow_maxlen: scan just the stretch around the hits (two units per character).
+                    lo = max(0, min(x.start for x in hits) - self._allow_maxlen)
+                    hi = max(x.end for x in hits) + self._allow_maxlen
+                    e_text = enc if enc is not None else _encode_key(sk)
+                    for end, (key, explicit) in self._allow.iter(e_text, 2 * lo, min(len(e_text), 2 * hi)):
                         e = (end + 1) // 2
                         allow_spans.append((e - len(key), e, explicit))
             covered = False
             for a0, a1, explicit in allow_spans:
+                if a1 <= h.start or a0 >= h.end:
+                    continue  # no overlap: none of the rules below can apply
                 if a0 <= h.start and h.end <= a1 and (a1 - a0) > (h.end - h.start):
                     covered = True  # a longer allowed word contains the hit (共和国 ⊃ 共和)
                     break
