@@ -137,6 +137,12 @@ def test_a_watched_item_leaves_the_feed_on_every_worker(served: dict) -> None:
         assert r.status_code == 200, r.text
         assert top not in [it["item_id"] for it in r.json()["items"]]
     assert len({tuple(it["item_id"] for it in r.json()["items"]) for r in answers}) == 1
+    # the ranked pages are shared through Redis (recommend/cache.py), keyed by the user's events
+    import redis
+
+    from knowcast.recommend.cache import PREFIX
+
+    assert redis.Redis.from_url(REDIS_URL).keys(PREFIX + "*")
 
 
 def test_a_dashboard_session_is_honoured_by_every_worker(served: dict) -> None:

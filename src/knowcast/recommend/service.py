@@ -44,6 +44,7 @@ from sqlalchemy import Engine, func, select, update
 from knowcast.domain import PAID_KINDS
 from knowcast.recommend.algorithms import ALGORITHMS, MostPopular, PopularInSegment, l2_normalize_rows
 from knowcast.recommend.base import Recommender, _one_blas_thread, fit_with, top_n
+from knowcast.recommend.cache import fingerprint, page_cache
 from knowcast.recommend.policy import Catalog, RankingPolicy, Recommendation, UserContext
 from knowcast.store.models import (
     Creator,
@@ -1021,8 +1022,22 @@ class _View:
     blocked_mask: np.ndarray
     surface_masks: dict[str, np.ndarray] = field(default_factory=dict)
     catalog: Catalog | None = None
+    #: the same in every process for the same version, live rooms and blocked list: part of cache keys
+    token: str = ""
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "token",
+            fingerprint(
+                self.served.name,
+                self.served.version,
+                str(self.served.path),
+                self.served.algorithm,
+                np.packbits(self.live_mask).tobytes(),
+                np.packbits(self.blocked_mask).tobytes(),
+            ),
+        )
         # read-only per view: a request copies one only when it has items of its own to remove
         for surface, kinds in self.served.kind_masks.items():
             m = kinds & ~self.blocked_mask
@@ -1496,6 +1511,15 @@ def recommend(
     cold = state.n_events == 0
     if cold:
         _, segment, interests = _user_attributes(engine, user_id)
+    cache = page_cache()
+    key = None
+    if cache is not None:  # the key holds all the page depends on, so it never needs invalidating
+        key = fingerprint(
+            view.token, user_id, surface, n, state.rows, sorted(state.followed), segment, interests
+        )
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
     source = "personal"
     scores: np.ndarray | None = None
     k = max(N_CANDIDATES, 3 * n)
@@ -1540,7 +1564,7 @@ def recommend(
     _promotion_reasons(served, catalog, state, page)
     if len(new_items):
         page = _insert_new_items(policy, catalog, ctx, sim, page, new_items, n)
-    return {
+    out = {
         "user_id": user_id,
         "surface": surface,
         "n": n,
@@ -1549,6 +1573,9 @@ def recommend(
         "model": {"name": served.name, "version": served.version, "algorithm": served.algorithm},
         "items": [_item_out(served, catalog, r) for r in page],
     }
+    if key is not None:
+        cache.set(key, out)  # type: ignore[union-attr]
+    return out
 
 
 def _promotion_reasons(
