@@ -277,6 +277,9 @@ def serve(
     worker_timeout: Annotated[
         int, typer.Option(help="seconds a worker may miss the supervisor's health ping before a restart")
     ] = 60,
+    rewarm_seconds: Annotated[
+        float, typer.Option(help="re-warm the dashboard this often after API writes pause (0: off)")
+    ] = 30.0,
     db: DbOption = None,
 ) -> None:
     """Run the API and dashboard (migrates first; seeds the demo platform on first run)."""
@@ -296,6 +299,7 @@ def serve(
     bootstrap_admin(store)
     store.dispose()
     os.environ["KNOWCAST_DATABASE_URL"] = settings.database_url
+    os.environ["KNOWCAST_REWARM_SECONDS"] = str(rewarm_seconds)
     console.print(f"knowcast on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(
         "knowcast.api.app:create_app",

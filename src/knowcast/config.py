@@ -51,6 +51,9 @@ class Settings:
     rate_limit: float = field(default_factory=lambda: _float("KNOWCAST_RATE_LIMIT", 1000.0))
     #: How many requests a key may make in one burst before the average rate applies.
     rate_burst: int = field(default_factory=lambda: _int("KNOWCAST_RATE_BURST", 2000))
+    #: Seconds between the server's checks for new events to re-warm the dashboard's caches after (0: off;
+    #: ``knowcast serve`` turns it on with 30).
+    rewarm_seconds: float = field(default_factory=lambda: _float("KNOWCAST_REWARM_SECONDS", 0.0))
     #: Events whose timestamp is further than this in the future are rejected.
     max_future_skew_ms: int = 24 * 3600 * 1000
 

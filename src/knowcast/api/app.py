@@ -167,7 +167,17 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         if store is None:
             app.state.store = Store(settings.database_url).migrate()
+        rewarmer = None
+        if settings.rewarm_seconds > 0:
+            try:
+                from knowcast.web.rewarm import Rewarmer
+            except ModuleNotFoundError:
+                Rewarmer = None  # noqa: N806 - the dashboard is not installed
+            if Rewarmer is not None:
+                rewarmer = Rewarmer(app.state.store.engine, settings.rewarm_seconds).start()
         yield
+        if rewarmer is not None:
+            rewarmer.stop()
         live = getattr(app.state, "live_service", None)
         if live is not None:
             await live.close()
