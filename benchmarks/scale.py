@@ -80,18 +80,18 @@ def child(step: str, url: str, file: str | None, artifacts: str | None) -> dict:
     if step == "ingest":
         from knowcast.cli import app
 
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         app(["import", "events", str(file), "--db", url, "--json"], standalone_mode=False)
-        seconds = time.perf_counter() - t
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
         store = Store(url)
         with store.engine.connect() as c:
             rows = int(c.execute(text("SELECT COUNT(*) FROM events")).scalar_one())
-        return {"seconds": seconds, "events_stored": rows}
+        return {"seconds": seconds, "cpu_s": cpu, "events_stored": rows}
     store = Store(url)
     if step == "train":
         from knowcast.recommend import service as svc
 
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         rep = svc.train(
             store.engine,
             "als",
@@ -100,22 +100,29 @@ def child(step: str, url: str, file: str | None, artifacts: str | None) -> dict:
             next_purchase=False,
             artifacts_dir=artifacts,
         )
-        seconds = time.perf_counter() - t
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
         m = rep.metrics
         keys = ("interactions", "users", "items", "read_s", "fit_s")
-        return {"seconds": seconds, **{k: m[k] for k in keys}}
+        return {"seconds": seconds, "cpu_s": cpu, **{k: m[k] for k in keys}}
     if step == "funnel":
         from knowcast.analytics.funnel import FunnelSpec
         from knowcast.analytics.service import funnel
 
         spec = FunnelSpec(FUNNEL, breakdown="channel")
-        times, res = [], None
+        times, cpus, res = [], [], None
         for _ in range(2):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             res = funnel(store.engine, spec)
             times.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
         per_step = res.steps.groupby("step")["users"].sum()  # type: ignore[union-attr]
-        return {"seconds": min(times), "first_s": times[0], "users": [int(v) for v in per_step.tolist()]}
+        best = times.index(min(times))
+        return {
+            "seconds": times[best],
+            "cpu_s": cpus[best],
+            "first_s": times[0],
+            "users": [int(v) for v in per_step.tolist()],
+        }
     raise SystemExit(f"unknown step {step!r}")
 
 
@@ -213,24 +220,44 @@ def slope(points: list[tuple[float, float]]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
 
 
+def growth(rows: list[dict], key: str = "seconds") -> float | None:
+    """The slope used to extrapolate, at least 1 (every step reads every event, so only fixed costs make
+    a fitted slope come out below 1). For time on SQLite, of CPU seconds when the rows have them: all the
+    work is in the knowcast process, and contention on a shared machine stretches wall time unevenly
+    between sizes, CPU time much less. On PostgreSQL the database server does much of the work, so wall
+    seconds."""
+    sqlite = all(r["engine"] == "sqlite" for r in rows)
+    k = "cpu_s" if key == "seconds" and sqlite and rows and all("cpu_s" in r for r in rows) else key
+    s = slope([(r["size"], r[k]) for r in rows])
+    return None if s is None else max(s, 1.0)
+
+
 def at_size(rows: list[dict], target: float, key: str = "seconds") -> tuple[float, float] | None:
-    """(value at the largest size, fitted slope): used to extrapolate to ``target`` events."""
-    pts = sorted((r["size"], r[key]) for r in rows)
-    s = slope(pts)
+    """(value at ``target`` events, slope): the largest size's value grown by the fitted slope."""
+    s = growth(rows, key)
     if s is None:
         return None
-    n, v = pts[-1]
-    return v * (target / n) ** s, s
+    big = max(rows, key=lambda r: r["size"])
+    return big[key] * (target / big["size"]) ** s, s
+
+
+def memory_at(rows: list[dict], target: float) -> tuple[float, float] | None:
+    """(peak RSS MB at ``target`` events, MB per million events): the growth between the smallest and
+    largest size, taken as linear (the fixed part, imports and caches, is the smallest size's)."""
+    if len({r["size"] for r in rows}) < 2:
+        return None
+    lo, hi = min(rows, key=lambda r: r["size"]), max(rows, key=lambda r: r["size"])
+    per = max(0.0, (hi["peak_rss_mb"] - lo["peak_rss_mb"]) / (hi["size"] - lo["size"]))
+    return hi["peak_rss_mb"] + per * (target - hi["size"]), per * 1e6
 
 
 def size_for(rows: list[dict], budget: float, key: str = "seconds") -> float | None:
-    """Events at which the fitted power law reaches ``budget``."""
-    pts = sorted((r["size"], r[key]) for r in rows)
-    s = slope(pts)
+    """Events at which the extrapolation reaches ``budget``."""
+    s = growth(rows, key)
     if s is None or s <= 0:
         return None
-    n, v = pts[-1]
-    return n * (budget / v) ** (1 / s)
+    big = max(rows, key=lambda r: r["size"])
+    return big["size"] * (budget / big[key]) ** (1 / s)
 
 
 def human(n: float) -> str:
@@ -293,7 +320,7 @@ def write_report(meta: dict, results: list[dict], out_md: Path) -> None:
 
     ram_gb = psutil.virtual_memory().total / 2**30
     lines = [
-        "# Scale: ingest, training and a funnel from 100k to 10M events",
+        "# Scale: ingest, training and a funnel against the size of the event log",
         "",
         f"Command: `{meta['command']}`  ",
         f"Machine: {meta['machine']}; {ram_gb:.0f} GiB RAM. Finished {meta['finished']} with load average "
@@ -313,30 +340,35 @@ def write_report(meta: dict, results: list[dict], out_md: Path) -> None:
         "- **funnel**: `view → click → add_to_cart → purchase`, ordered, 14-day window, breakdown by channel "
         "(`knowcast.analytics.service.funnel`), best of 2 runs in the same process.",
         "",
-        "| events | engine | step | seconds | events/s | peak RSS MB | load 1 min | notes |",
-        "|---:|---|---|---:|---:|---:|---:|---|",
+        "| events | engine | step | seconds | CPU s | events/s | peak RSS MB | load 1 min | notes |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['size']:,} | {r['engine']} | {r['step']} | {r['seconds']:.1f} | "
-            f"{r['size'] / r['seconds']:,.0f} | {r['peak_rss_mb']:.0f} | {r['load1']:.1f} | {note(r)} |"
+            + (f"{r['cpu_s']:.1f} | " if "cpu_s" in r else "n/a | ")
+            + f"{r['size'] / r['seconds']:,.0f} | {r['peak_rss_mb']:.0f} | {r['load1']:.1f} | {note(r)} |"
         )
     lines += [
         "",
         "![time and peak memory against events, log-log](scale.png)",
         "",
-        "How time grows with size: the slope of log(seconds) against log(events), fitted over "
+        "How time grows with size: the slope of log(time) against log(events), fitted over "
         f"{', '.join(human(s) for s in sizes)} events (1.0 = linear; below 1 = fixed costs still dominate "
-        "the small sizes).",
+        "the small sizes), of wall seconds and of the knowcast process's CPU seconds. On a shared machine "
+        "the wall-time slope carries the load's swings between sizes (see the load column); the CPU-time "
+        "slope is the steadier one, but on PostgreSQL it leaves out the database server's work.",
         "",
-        "| step | " + " | ".join(engines) + " |",
-        "|---|" + "---:|" * len(engines),
+        "| step | " + " | ".join(f"{e} wall | {e} CPU" for e in engines) + " |",
+        "|---|" + "---:|---:|" * len(engines),
     ]
     for step in STEPS:
         cells = []
         for e in engines:
-            s = slope([(r["size"], r["seconds"]) for r in results if r["step"] == step and r["engine"] == e])
-            cells.append("n/a" if s is None else f"{s:.2f}")
+            rows = [r for r in results if r["step"] == step and r["engine"] == e]
+            for key in ("seconds", "cpu_s"):
+                sl = slope([(r["size"], r[key]) for r in rows]) if all(key in r for r in rows) else None
+                cells.append("n/a" if sl is None else f"{sl:.2f}")
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     lines += ["", "## Where one machine stops being enough", "", *prose(results, engines, ram_gb), ""]
     out_md.write_text("\n".join(lines) + "\n")
@@ -347,9 +379,11 @@ def prose(results: list[dict], engines: list[str], ram_gb: float) -> list[str]:
     biggest = max(r["size"] for r in results)
     loads = [r["load1"] for r in results]
     out = [
-        "Extrapolated with each step's fitted slope from the largest measured size "
-        f"({human(biggest)} events) to 100M events; a power law fitted on a few points is a rough guide, "
-        f"not a promise. The runs saw a 1-minute load average of {min(loads):.0f} to {max(loads):.0f} on "
+        f"Extrapolated from the largest measured size ({human(biggest)} events) to 100M events with each "
+        "step's fitted slope (CPU time on SQLite, wall time on PostgreSQL), taken as at least linear: every "
+        "step reads every event, and slopes under 1 come from fixed costs at the small size. A power law "
+        "fitted on a few points is a rough guide, not a promise. The runs saw a 1-minute load average of "
+        f"{min(loads):.0f} to {max(loads):.0f} on "
         f"{os.cpu_count()} cores: on a machine of its own every step would be several times faster and "
         "every crossing point below several times further out; the slopes are the portable part.",
         "",
@@ -374,13 +408,17 @@ def prose(results: list[dict], engines: list[str], ram_gb: float) -> list[str]:
         tr = rows("train", e)
         x = at_size(tr, 1e8)
         if x:
-            mem = at_size(tr, 1e8, "peak_rss_mb")
+            mem = memory_at(tr, 1e8)
             n_budget = size_for(tr, TRAIN_BUDGET_S)
             if n_budget:
                 crossings["train"][e] = n_budget
             parts.append(
                 f"ALS training would take about {x[0] / 60:,.0f} min at 100M events (slope {x[1]:.2f})"
-                + (f" in about {mem[0] / 1024:.1f} GB" if mem else "")
+                + (
+                    f" in about {mem[0] / 1024:.0f} GB (+{mem[1]:,.0f} MB per million events measured)"
+                    if mem
+                    else ""
+                )
                 + (f"; it passes one hour near {human(n_budget)} events" if n_budget else "")
             )
         fu = rows("funnel", e)
@@ -397,11 +435,23 @@ def prose(results: list[dict], engines: list[str], ram_gb: float) -> list[str]:
             out.append(f"- **{e}**: " + "; ".join(parts) + ".")
     big_rows = [r for r in results if r["size"] == biggest]
     worst = max(big_rows, key=lambda r: r["peak_rss_mb"])
+    mem_limit = []
+    for e in engines:
+        m = memory_at(rows("train", e), 1e9)
+        if m and m[1] > 0:
+            hi = max(rows("train", e), key=lambda r: r["size"])
+            mem_limit.append(hi["size"] + (0.75 * ram_gb * 1024 - hi["peak_rss_mb"]) / m[1] * 1e6)
     out += [
         "",
-        f"Memory is not the limit: the most any step used at {human(biggest)} events was "
+        f"At {human(biggest)} events memory is far from the limit: the most any step used was "
         f"{worst['peak_rss_mb']:,.0f} MB ({worst['step']} on {worst['engine']}) of the machine's "
-        f"{ram_gb:.0f} GiB. Time is.",
+        f"{ram_gb:.0f} GiB."
+        + (
+            f" Training's memory, growing as measured, would reach three quarters of it near "
+            f"{human(min(mem_limit))} events."
+            if mem_limit
+            else ""
+        ),
         "",
         "What to switch on, in the order this machine needs it (how: "
         "[operations](../operations.md#past-one-machine)):",

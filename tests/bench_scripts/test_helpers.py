@@ -20,12 +20,27 @@ import scale  # noqa: E402
 def test_slope_recovers_a_power_law_and_size_for_inverts_it() -> None:
     pts = [(n, 3e-4 * n**1.5) for n in (1e5, 1e6, 1e7)]
     assert scale.slope(pts) == pytest.approx(1.5)
-    rows = [{"size": n, "seconds": s} for n, s in pts]
+    rows = [{"size": n, "seconds": s, "engine": "postgresql"} for n, s in pts]
     n5 = scale.size_for(rows, 5.0)
     assert 3e-4 * n5**1.5 == pytest.approx(5.0)
     value, s = scale.at_size(rows, 1e8)
     assert s == pytest.approx(1.5) and value == pytest.approx(3e-4 * 1e12)
     assert scale.slope([(1e5, 2.0)]) is None  # one size: no slope
+
+
+def test_extrapolation_is_at_least_linear_and_uses_cpu_time_on_sqlite() -> None:
+    # wall time nearly flat (fixed costs, load swings), CPU time exactly linear
+    rows = [
+        {"size": 1e5, "seconds": 10.0, "cpu_s": 1.0, "engine": "sqlite", "peak_rss_mb": 200.0},
+        {"size": 1e6, "seconds": 12.0, "cpu_s": 10.0, "engine": "sqlite", "peak_rss_mb": 290.0},
+    ]
+    value, s = scale.at_size(rows, 1e7)
+    assert s == pytest.approx(1.0) and value == pytest.approx(120.0)
+    for r in rows:
+        r["engine"] = "postgresql"  # wall time there; its slope (0.08) is floored at 1
+    assert scale.growth(rows) == 1.0
+    mem, per_million = scale.memory_at(rows, 1e7)
+    assert per_million == pytest.approx(100.0) and mem == pytest.approx(290.0 + 900.0)
 
 
 def test_relink_points_report_links_at_the_benchmarks_folder() -> None:
