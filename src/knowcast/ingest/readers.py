@@ -11,6 +11,7 @@ import csv
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -193,8 +194,9 @@ def _arrow_csv_chunks(path: Path, enc: str, chunk_rows: int, delimiter: str) -> 
                 ignore_empty_lines=False,
                 newlines_in_values=True,
             ),
+            # large_string is what pandas' Arrow-backed str dtype holds, so no copy on the way there.
             convert_options=pacsv.ConvertOptions(
-                column_types={h: pa.string() for h in header}, strings_can_be_null=False
+                column_types={h: pa.large_string() for h in header}, strings_can_be_null=False
             ),
         )
     except pa.ArrowInvalid as exc:
@@ -231,18 +233,23 @@ def _arrow_csv_chunks(path: Path, enc: str, chunk_rows: int, delimiter: str) -> 
             total = n + len(invalid)
         mine = [r for r in invalid if record <= r[0] < record + total or batch is None]
         invalid[:] = [r for r in invalid if r not in mine]
-        bad_pos = {num - record for num, _, _ in mine}
-        valid_pos = np.array([i for i in range(total) if i not in bad_pos], dtype=np.int64)
+        is_valid = np.ones(total, dtype=bool)
+        is_valid[[num - record for num, _, _ in mine if 0 <= num - record < total]] = False
+        valid_pos = np.flatnonzero(is_valid)
         span = np.zeros(total, dtype=np.int64)  # newlines inside each record
         cols: dict[str, Any] = {}
-        blank = np.ones(n, dtype=bool)
+        blank = np.zeros(n, dtype=bool)
         if n:
             nl = np.zeros(n, dtype=np.int64)
             for h in header:
                 arr = batch.column(h)
-                nl += pc.count_substring(arr, "\n").to_numpy(zero_copy_only=False)
-                blank &= pc.equal(arr, "").to_numpy(zero_copy_only=False)
+                if _may_hold(arr, b"\n"):  # a quoted value spans lines: rare, so look only where possible
+                    nl += pc.count_substring(arr, "\n").to_numpy(zero_copy_only=False)
                 cols[h] = arr
+            blank = _empty(cols[header[0]])
+            if blank.any():
+                for h in header[1:]:
+                    blank &= _empty(cols[h])
             span[valid_pos[: len(nl)]] = nl
         errors: list[RowError] = []
         for num, _found, text in mine:
@@ -263,13 +270,32 @@ def _arrow_csv_chunks(path: Path, enc: str, chunk_rows: int, delimiter: str) -> 
         extra_lines += int(span.sum())
         if n:
             keep = ~blank if ncol > 1 else np.ones(n, dtype=bool)
-            mask = pa.array(keep)
-            data = {h: pa.compute.filter(cols[h], mask).to_pandas() for h in header}
-            lines = lines[keep]
+            if not keep.all():
+                mask = pa.array(keep)
+                cols = {h: pc.filter(cols[h], mask) for h in header}
+                lines = lines[keep]
+            data = {h: cols[h].to_pandas() for h in header}
         else:
             data = {h: [] for h in header}
         done_bytes = min(size, done_bytes + block)
         yield RawChunk(data, lines.tolist(), errors, done_bytes)
+
+
+def _may_hold(arr: Any, byte: bytes) -> bool:
+    """Whether a string array's character buffer contains ``byte`` (a quick, conservative scan)."""
+    data = arr.buffers()[-1]
+    if data is None:
+        return False
+    return bool((np.frombuffer(data, dtype=np.uint8) == byte[0]).any())
+
+
+def _empty(arr: Any) -> np.ndarray:
+    """Which values of a string array are empty, from its offsets (no per-value work)."""
+    import pyarrow as pa
+
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset : arr.offset + len(arr) + 1]
+    return np.diff(offsets) == 0
 
 
 def _jsonl_chunks(path: Path, enc: str, chunk_rows: int) -> Iterator[RawChunk]:
@@ -310,21 +336,25 @@ def _jsonl_chunks(path: Path, enc: str, chunk_rows: int) -> Iterator[RawChunk]:
 
 
 def _records_to_columns(records: list[dict[str, Any]], keys: dict[str, None]) -> dict[str, list[Any]]:
-    return {k: [r.get(k) for r in records] for k in keys}
+    # map() over dict.get runs the per-record loop in C; a missing key gives None.
+    return {k: list(map(dict.get, records, repeat(k))) for k in keys}
 
 
 def records_chunk(records: list[dict[str, Any]], first_line: int = 1) -> RawChunk:
     """A chunk from in-memory records (HTTP batches, library calls); 'line' is the 1-based position."""
-    keys: dict[str, None] = {}
+    if all(type(r) is dict for r in records):  # the usual case, done without a Python step per field
+        keys = dict.fromkeys(chain.from_iterable(records))
+        lines = list(range(first_line, first_line + len(records)))
+        return RawChunk(_records_to_columns(records, keys), lines, [])
+    keys = {}
     errors: list[RowError] = []
     good: list[dict[str, Any]] = []
-    lines: list[int] = []
+    lines = []
     for i, r in enumerate(records):
         if not isinstance(r, dict):
             errors.append(RowError(first_line + i, "<row>", "expected an object"))
             continue
-        for k in r:
-            keys.setdefault(k, None)
+        keys.update(dict.fromkeys(r))
         good.append(r)
         lines.append(first_line + i)
     return RawChunk(_records_to_columns(good, keys), lines, errors)

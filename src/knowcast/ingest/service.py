@@ -17,16 +17,20 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine
 
 from knowcast.domain import PAID_KINDS
+from knowcast.ingest.events_arrow import CheckedTable, check_events_table
+from knowcast.ingest.prefetch import prefetch
 from knowcast.ingest.readers import RawChunk, read_chunks, records_chunk
 from knowcast.ingest.validate import CHECKERS, Checked, RowError
 from knowcast.store.bulk import (
@@ -36,13 +40,15 @@ from knowcast.store.bulk import (
     existing_ids,
     frame_rows,
     insert_ignore,
+    insert_ignore_table,
     upsert,
 )
 
 Kind = Literal["users", "creators", "items", "events", "comments"]
 KINDS: tuple[str, ...] = ("users", "creators", "items", "events", "comments")
 OnError = Literal["abort", "skip"]
-#: Event loads at least this big (and half the table) drop and rebuild the secondary indexes.
+#: Event loads at least this big (and half the table) drop and rebuild the secondary indexes, when a
+#: sample of their first chunk is mostly new rows (a re-import of stored events keeps the indexes).
 BULK_MIN_ROWS = 200_000
 #: How many errors a report keeps in full (the count is always exact).
 MAX_REPORTED_ERRORS = 1000
@@ -158,6 +164,7 @@ def import_file(
         rejects_path=Path(rejects_path) if rejects_path else None,
         progress=progress,
         expected_rows=path.stat().st_size // 80,
+        read_ahead=True,
     )
 
 
@@ -200,6 +207,7 @@ def _run(
     rejects_path: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     expected_rows: int = 0,
+    read_ahead: bool = False,
 ) -> ImportReport:
     report = ImportReport(kind=opt.kind, source=source, dry_run=opt.dry_run)
     t0 = time.perf_counter()
@@ -209,21 +217,20 @@ def _run(
     conn = engine.connect()
     tx = conn.begin()
     bulk = False
+    # Big load relative to the table: rebuild indexes once instead of updating them row by row.
+    may_bulk = (
+        opt.kind == "events"
+        and not opt.dry_run
+        and expected_rows >= BULK_MIN_ROWS
+        and expected_rows >= approx_rows(conn, "events") // 2
+    )
+    checked_chunks = _checked(chunks, opt)
+    if read_ahead:  # the next chunk is read and checked (pure work) while this one is written
+        checked_chunks = prefetch(checked_chunks)
     try:
-        for raw in chunks:
-            if opt.kind == "events" and not bulk and not opt.dry_run and expected_rows:
-                # Big load relative to the table: rebuild indexes once instead of updating them per row.
-                bulk = expected_rows >= BULK_MIN_ROWS and expected_rows >= approx_rows(conn, "events") // 2
-                if bulk:
-                    drop_secondary_indexes(conn, "events")
-                expected_rows = 0
+        for raw, checked in checked_chunks:
             report.rows_read += len(raw) + sum(1 for e in raw.errors if e.field == "<row>")
-            checked = CHECKERS[opt.kind](raw.columns, raw.lines, now_ms=opt.now_ms)
             errors = list(raw.errors) + checked.errors
-            if opt.pseudonym_key and len(checked.frame):
-                col = "id" if opt.kind == "users" else "user_id"
-                if col in checked.frame:
-                    checked.frame[col] = [pseudonymize(u, opt.pseudonym_key) for u in checked.frame[col]]
             checked, ref_errors, created = _check_references(conn, opt, checked, cache)
             errors.extend(ref_errors)
             report.created_missing += created
@@ -234,10 +241,15 @@ def _run(
             if rejects is not None and errors:
                 rejects.write(raw, errors)
             stop_writing = opt.dry_run or (atomic and report.error_count > 0)
-            if not stop_writing and len(checked.frame):
+            if not stop_writing and _nrows(checked.frame):
+                if may_bulk:  # decided once, on the first chunk to write
+                    may_bulk = False
+                    if _mostly_new(conn, checked.frame):
+                        drop_secondary_indexes(conn, "events")
+                        bulk = True
                 written = _write(conn, opt.kind, checked.frame)
                 report.rows_written += written
-                report.duplicates += len(checked.frame) - written
+                report.duplicates += _nrows(checked.frame) - written
                 if not atomic and not bulk:
                     tx.commit()
                     tx = conn.begin()
@@ -268,25 +280,81 @@ def _run(
     return report
 
 
+Frame = pd.DataFrame | pa.Table
+
+
+def _nrows(frame: Frame) -> int:
+    return frame.num_rows if isinstance(frame, pa.Table) else len(frame)
+
+
+def _pseudonymized(frame: Frame, col: str, key: str) -> Frame:
+    """Replace ``col`` by its keyed hashes, hashing each distinct id once."""
+    names = frame.column_names if isinstance(frame, pa.Table) else list(frame.columns)
+    if col not in names:
+        return frame
+    if isinstance(frame, pa.Table):
+        values = frame.column(col)
+        distinct = pc.unique(values)
+        hashed = pa.array([None if u is None else pseudonymize(u, key) for u in distinct.to_pylist()])
+        mapped = pc.take(hashed, pc.index_in(values, value_set=distinct))
+        return frame.set_column(frame.column_names.index(col), col, mapped)
+    frame[col] = [pseudonymize(u, key) for u in frame[col]]
+    return frame
+
+
+def _distinct_present(frame: Frame, col: str) -> set[str]:
+    if isinstance(frame, pa.Table):
+        return set(pc.unique(frame.column(col)).drop_null().to_pylist())
+    values = frame[col]
+    return set(values[values.notna()].unique())
+
+
+def _in_mask(frame: Frame, col: str, values: set[str]) -> np.ndarray:
+    """Rows whose ``col`` is one of ``values`` (null never is)."""
+    if isinstance(frame, pa.Table):
+        vs = pa.array(sorted(values), type=pa.string())
+        hit = pc.is_in(frame.column(col), value_set=vs.cast(frame.column(col).type))
+        return np.asarray(pc.fill_null(hit, False).to_numpy(zero_copy_only=False), dtype=bool)
+    v = frame[col]
+    return v.notna().to_numpy() & v.isin(values).to_numpy()
+
+
+def _mostly_new(conn: Connection, frame: Frame, sample: int = 1000) -> bool:
+    """Whether most events of ``frame`` are not stored yet, judged on an evenly spread sample of ids."""
+    ids = frame.column("id").to_pylist() if isinstance(frame, pa.Table) else list(frame["id"])
+    picked = ids[:: max(1, len(ids) // sample)][:sample]
+    return len(existing_ids(conn, "events", "id", picked)) * 2 < len(picked)
+
+
+def _checked(chunks: Iterable[RawChunk], opt: _Options) -> Iterator[tuple[RawChunk, Checked | CheckedTable]]:
+    """Each chunk with its checked rows (pseudonymised when asked): pure work, no database."""
+    # Events, the bulk of any load, are checked and written as Arrow columns end to end.
+    checker = check_events_table if opt.kind == "events" else CHECKERS[opt.kind]
+    for raw in chunks:
+        checked = checker(raw.columns, raw.lines, now_ms=opt.now_ms)
+        if opt.pseudonym_key and _nrows(checked.frame):
+            col = "id" if opt.kind == "users" else "user_id"
+            checked.frame = _pseudonymized(checked.frame, col, opt.pseudonym_key)
+        yield raw, checked
+
+
 def _check_references(
-    conn: Connection, opt: _Options, checked: Checked, cache: _RefCache
-) -> tuple[Checked, list[RowError], int]:
+    conn: Connection, opt: _Options, checked: Checked | CheckedTable, cache: _RefCache
+) -> tuple[Checked | CheckedTable, list[RowError], int]:
     """Reject (or create, with create_missing) rows that point at unknown users, items or creators."""
     frame = checked.frame
-    if not len(frame):
+    if not _nrows(frame):
         return checked, [], 0
     refs: list[tuple[str, str, str]] = []  # (frame column, table, error field)
     if opt.kind in ("events", "comments"):
         refs = [("user_id", "users", "user_id"), ("item_id", "items", "item_id")]
     elif opt.kind == "items":
         refs = [("creator_id", "creators", "creator_id")]
-    bad = np.zeros(len(frame), dtype=bool)
+    bad = np.zeros(_nrows(frame), dtype=bool)
     errors: list[RowError] = []
     created = 0
     for col, table, fname in refs:
-        values = frame[col]
-        present = values.notna().to_numpy()
-        uniq = set(values[present].unique()) - cache.known[table]
+        uniq = _distinct_present(frame, col) - cache.known[table]
         if uniq:
             found = existing_ids(conn, table, "id", sorted(uniq))
             cache.known[table] |= found
@@ -298,17 +366,19 @@ def _check_references(
                 elif opt.create_missing:
                     cache.known[table] |= missing  # dry run: would be created
                 else:
-                    mask = present & values.isin(missing).to_numpy()
+                    mask = _in_mask(frame, col, missing)
                     hint = {"users": "import users", "items": "import items", "creators": "import creators"}[
                         table
                     ]
-                    for pos in np.flatnonzero(mask):
+                    positions = np.flatnonzero(mask)
+                    shown = _values_at(frame, col, positions)
+                    for pos, value in zip(positions, shown, strict=True):
                         errors.append(
                             RowError(
                                 int(checked.lines[pos]),
                                 fname,
                                 f"unknown {fname}; {hint} first or pass --create-missing",
-                                str(values.iat[pos]),
+                                str(value),
                             )
                         )
                     bad |= mask
@@ -316,8 +386,17 @@ def _check_references(
         bad |= _check_promotes(conn, frame, checked.lines, errors)
     if bad.any():
         keep = ~bad
-        checked = Checked(frame[keep].reset_index(drop=True), checked.lines[keep], checked.errors)
+        if isinstance(frame, pa.Table):
+            checked = CheckedTable(frame.filter(pa.array(keep)), checked.lines[keep], checked.errors)
+        else:
+            checked = Checked(frame[keep].reset_index(drop=True), checked.lines[keep], checked.errors)
     return checked, errors, created
+
+
+def _values_at(frame: Frame, col: str, positions: np.ndarray) -> list[Any]:
+    if isinstance(frame, pa.Table):
+        return frame.column(col).take(positions).to_pylist()
+    return [frame[col].iat[p] for p in positions]
 
 
 def _check_promotes(
@@ -378,10 +457,12 @@ def _json_list(values: pd.Series) -> list[str]:
     return [json.dumps(v, ensure_ascii=False) for v in values]
 
 
-def _write(conn: Connection, kind: str, frame: pd.DataFrame) -> int:
-    if kind == "events":
-        written = insert_ignore(conn, "events", ["id"], EVENT_DB_COLUMNS, frame_rows(frame, EVENT_DB_COLUMNS))
-        _record_exposures(conn, frame)
+def _write(conn: Connection, kind: str, frame: Frame) -> int:
+    if isinstance(frame, pa.Table):  # events
+        written = insert_ignore_table(conn, "events", "id", frame.select(EVENT_DB_COLUMNS))
+        exposures = frame.filter(pc.equal(frame.column("type"), "exposure"))
+        if exposures.num_rows:
+            _record_exposures(conn, exposures.to_pandas())
         return written
     if kind == "comments":
         return insert_ignore(

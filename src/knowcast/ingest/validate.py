@@ -16,13 +16,9 @@ import numpy as np
 import pandas as pd
 
 from knowcast.domain import (
-    EVENT_TYPES,
-    ITEM_EVENTS,
-    MONEY_EVENTS,
     PAID_KINDS,
     PROMOTER_KINDS,
     Channel,
-    EventType,
     ItemKind,
 )
 
@@ -307,73 +303,17 @@ def check_events(
     max_future_skew_ms: int = 24 * 3600 * 1000,
     default_currency: str = "CNY",
 ) -> Checked:
-    """Validate event rows; see docs/data-formats.md for every rule."""
-    lines = np.asarray(lines, dtype=np.int64)
-    cols, n = _frame(raw, len(lines))
-    c = _Collector(n, lines, cols)
-    out: dict[str, Any] = {}
-    out["id"] = _id_column(c, _col(cols, "event_id", n), "event_id", True)
-    typ = _text(_col(cols, "type", n))
-    typ = typ.where(typ.isna(), typ.str.lower())
-    c.flag(np.asarray(typ.isna(), dtype=bool), "type", "is required")
-    unknown = np.asarray(typ.notna() & ~typ.isin(EVENT_TYPES), dtype=bool)
-    c.flag(unknown, "type", "unknown event type; expected one of " + ", ".join(sorted(EVENT_TYPES)))
-    out["type"] = typ
-    ts_raw = _col(cols, "ts", n)
-    ts, bad_ts = parse_timestamps(ts_raw)
-    missing_ts = _missing(ts_raw)
-    c.flag(missing_ts, "ts", "is required (ISO 8601 or epoch seconds/milliseconds)")
-    c.flag(bad_ts & ~missing_ts, "ts", "expected ISO 8601 or epoch seconds/milliseconds")
-    ok_ts = ~bad_ts
-    c.flag(ok_ts & (ts > now_ms + max_future_skew_ms), "ts", "is more than a day in the future")
-    c.flag(ok_ts & (ts < MIN_TS_MS), "ts", "is not after 1970-01-01; expected a real event time")
-    out["ts"] = ts
-    out["user_id"] = _id_column(c, _col(cols, "user_id", n), "user_id", True)
-    item = _id_column(c, _col(cols, "item_id", n), "item_id", False)
-    needs_item = np.asarray(typ.isin(ITEM_EVENTS), dtype=bool)
-    c.flag(needs_item & np.asarray(item.isna(), dtype=bool), "item_id", "is required for this event type")
-    out["item_id"] = item
-    for name, lo, hi in (("watch_seconds", 0.0, 10 * 24 * 3600.0), ("watch_ratio", 0.0, 100.0)):
-        num, bad = _number(_col(cols, name, n))
-        c.flag(bad, name, "expected a number")
-        c.flag(np.asarray((num < lo) | (num > hi), dtype=bool), name, f"must be between {lo:g} and {hi:g}")
-        out[name] = num
-    amount, bad = _number(_col(cols, "amount", n))
-    c.flag(bad, "amount", "expected a number")
-    c.flag(np.asarray(amount < 0, dtype=bool), "amount", "must not be negative")
-    money = np.asarray(typ.isin(MONEY_EVENTS), dtype=bool)
-    c.flag(money & np.asarray(amount.isna(), dtype=bool) & ~bad, "amount", "is required for this event type")
-    out["amount"] = amount
-    out["currency"] = _currency_column(c, _col(cols, "currency", n), amount, default_currency)
-    chan = _text(_col(cols, "channel", n))
-    chan = chan.where(chan.isna(), chan.str.lower())
-    c.flag(
-        np.asarray(chan.notna() & ~chan.isin(CHANNELS), dtype=bool),
-        "channel",
-        "unknown channel; expected one of " + ", ".join(sorted(CHANNELS)),
+    """Validate event rows; see docs/data-formats.md for every rule.
+
+    The checks run on Arrow columns (:func:`knowcast.ingest.events_arrow.check_events_table`, which the
+    importer uses directly); this wrapper hands the valid rows back as a pandas frame.
+    """
+    from knowcast.ingest.events_arrow import check_events_table
+
+    ch = check_events_table(
+        raw, lines, now_ms=now_ms, max_future_skew_ms=max_future_skew_ms, default_currency=default_currency
     )
-    out["channel"] = chan
-    for name, limit in (
-        ("source", 128),
-        ("experiment", 128),
-        ("variant", 64),
-        ("device", 32),
-        ("room_id", 128),
-    ):
-        txt = _text(_col(cols, name, n))
-        c.flag(
-            np.asarray(txt.str.len().fillna(0) > limit, dtype=bool),
-            name,
-            f"must be at most {limit} characters",
-        )
-        out[name] = txt
-    exposure = np.asarray(typ == EventType.EXPOSURE, dtype=bool)
-    c.flag(
-        exposure & np.asarray(out["experiment"].isna(), dtype=bool), "experiment", "is required for exposure"
-    )
-    c.flag(exposure & np.asarray(out["variant"].isna(), dtype=bool), "variant", "is required for exposure")
-    out["props"] = _json_column(c, _col(cols, "props", n), "props")
-    return _finish(c, out, lines)
+    return Checked(ch.frame.to_pandas(), ch.lines, ch.errors, ch.rejected_rows)
 
 
 def check_users(

@@ -7,12 +7,18 @@ several times faster than row inserts and still deduplicates against what is sto
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection
+
+#: Rows per multi-row ``INSERT ... VALUES`` on SQLite: one statement step per row costs more than binding.
+SQLITE_ROWS_PER_STATEMENT = 256
 
 
 def frame_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
@@ -111,22 +117,177 @@ def _pg_copy_merge(
         return max(cur.rowcount, 0)
 
 
+def insert_ignore_table(conn: Connection, table: str, key: str, data: pa.Table) -> int:
+    """Insert an Arrow table's rows, skipping keys already stored or seen earlier in ``data``.
+
+    Returns how many rows were inserted. Column names of ``data`` are the table's; columns left out, and
+    nulls, are stored as NULL, so this suits tables without server defaults (events, comments).
+    PostgreSQL: the rows go to a staging table as CSV written by Arrow (C++, no Python object per value),
+    then one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``. SQLite: see :func:`_sqlite_insert_table`.
+    """
+    if not data.num_rows:
+        return 0
+    data = first_per_key(data, key)
+    if conn.dialect.name == "postgresql":
+        return _pg_copy_table(conn, table, key, data)
+    return _sqlite_insert_table(conn, table, key, data)
+
+
+def first_per_key(data: pa.Table, key: str) -> pa.Table:
+    """The first row of each key value, in the original order (the file's first occurrence wins)."""
+    ids = data.column(key)
+    n = data.num_rows
+    if n < 2 or pc.all(pc.less(ids.slice(0, n - 1), ids.slice(1))).as_py():
+        return data  # strictly increasing (generated ids usually are): no repeats, found without hashing
+    if pc.count_distinct(ids, mode="all").as_py() == n:
+        return data
+    pos = pa.table({"k": ids, "i": pa.array(np.arange(data.num_rows, dtype=np.int64))})
+    first = pos.group_by("k", use_threads=False).aggregate([("i", "min")]).column("i_min")
+    return data.take(np.sort(first.to_numpy()))
+
+
+def _sqlite_insert_table(conn: Connection, table: str, key: str, data: pa.Table) -> int:
+    """Multi-row ``INSERT ... ON CONFLICT DO NOTHING`` with rows grouped by which columns are null.
+
+    The Python sqlite3 driver's cost is per bound value and per statement step, not in SQLite: grouping
+    rows by their null pattern binds only present values (a None costs more to bind than a string), and
+    a few hundred rows per statement amortise the step. Values come from Arrow columns in bulk
+    (``to_pylist``), never row by row.
+    """
+    names = data.column_names
+    n = data.num_rows
+    present = np.zeros(n, dtype=np.int64)
+    for i, col in enumerate(data.columns):
+        if col.null_count == 0:
+            present |= 1 << i
+        elif col.null_count < n:
+            valid = np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=np.int64)
+            present |= valid << i
+    raw = conn.connection.dbapi_connection
+    try:
+        max_vars = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[union-attr]
+    except (AttributeError, sqlite3.Error):
+        max_vars = 999
+    if (present == present[0]).all():
+        groups = [(int(present[0]), data)]
+    else:
+        order = np.argsort(present, kind="stable")
+        cuts = np.flatnonzero(np.diff(present[order])) + 1
+        groups = [(int(present[part[0]]), data.take(part)) for part in np.split(order, cuts)]
+    cur = raw.cursor()  # type: ignore[union-attr]
+    written = 0
+    try:
+        for mask, part in groups:
+            idx = [i for i in range(len(names)) if mask >> i & 1]
+            k = len(idx)
+            m = part.num_rows
+            flat: list[Any] = [None] * (m * k)
+            for j, i in enumerate(idx):
+                flat[j::k] = part.column(i).to_pylist()
+            per = max(1, min(SQLITE_ROWS_PER_STATEMENT, max_vars // k))
+            cols = ", ".join(names[i] for i in idx)
+            one = "(" + ", ".join("?" * k) + ")"
+
+            def sql(rows: int, cols: str = cols, one: str = one) -> str:
+                values = ", ".join([one] * rows)
+                return f"INSERT INTO {table} ({cols}) VALUES {values} ON CONFLICT ({key}) DO NOTHING"
+
+            done = 0  # rows bound so far; statement sizes come from a short ladder so they stay cached
+            for size in (per, 64, 16, 4, 1):
+                count = (m - done) // size if size <= per else 0
+                if not count:
+                    continue
+                step = size * k
+                start = done * k
+                cur.executemany(
+                    sql(size), [flat[s : s + step] for s in range(start, start + count * step, step)]
+                )
+                written += max(cur.rowcount, 0)
+                done += count * size
+    finally:
+        cur.close()
+    return written
+
+
+def _pg_copy_table(conn: Connection, table: str, key: str, data: pa.Table) -> int:
+    """Rows whose key is not stored yet go straight in with ``COPY``; the rest are counted as duplicates.
+
+    The stored keys are looked up first (one index probe each, which ``ON CONFLICT`` would do anyway), so
+    the new rows are written once instead of via a staging table. Should another writer store one of
+    those keys in between, the ``COPY`` fails on the primary key: it is undone to a savepoint and the
+    chunk goes through the staging table and ``ON CONFLICT DO NOTHING`` instead.
+    """
+    import psycopg
+
+    raw = _pg_raw(conn)
+    ids = data.column(key)
+    with raw.cursor() as cur:
+        cur.execute(f"SELECT {key} FROM {table} WHERE {key} = ANY(%s)", (ids.to_pylist(),))
+        stored = [r[0] for r in cur.fetchall()]
+    if stored:
+        seen = pc.is_in(ids, value_set=pa.array(stored, type=ids.type))
+        data = data.filter(pc.invert(pc.fill_null(seen, False)))
+    if not data.num_rows:
+        return 0
+    payload = _csv_payload(data)
+    cols = ", ".join(data.column_names)
+    with raw.cursor() as cur:
+        cur.execute("SAVEPOINT kc_copy")
+        try:
+            _pg_copy(cur, f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)", payload)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT kc_copy")
+        else:
+            cur.execute("RELEASE SAVEPOINT kc_copy")
+            return data.num_rows
+        stage = f"_kc_stage_{table}"
+        cur.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
+        cur.execute(f"TRUNCATE {stage}")
+        _pg_copy(cur, f"COPY {stage} ({cols}) FROM STDIN (FORMAT csv)", payload)
+        cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT ({key}) DO NOTHING")
+        return max(cur.rowcount, 0)
+
+
+def _csv_payload(data: pa.Table) -> pa.Buffer:
+    """The rows as CSV for ``COPY ... (FORMAT csv)``, written by Arrow's C++ writer.
+
+    Strings are always quoted and nulls left empty, which is exactly how PostgreSQL tells NULL from ''.
+    """
+    import pyarrow.csv as pacsv
+
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(data, sink, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+    return sink.getvalue()
+
+
+def _pg_copy(cur: Any, sql: str, payload: pa.Buffer) -> None:
+    view = memoryview(payload)
+    with cur.copy(sql) as copy:
+        for start in range(0, len(view), 8 << 20):
+            copy.write(view[start : start + (8 << 20)])
+
+
 def existing_ids(
     conn: Connection, table: str, column: str, ids: Sequence[str], batch: int = 5000
 ) -> set[str]:
     """Which of ``ids`` are present in ``table.column`` (batched to respect parameter limits)."""
     found: set[str] = set()
     ids = list(ids)
-    for start in range(0, len(ids), batch):
-        part = ids[start : start + batch]
-        if conn.dialect.name == "postgresql":
-            res = conn.exec_driver_sql(f"SELECT {column} FROM {table} WHERE {column} = ANY(%s)", (part,))
-        else:
-            marks = ", ".join("?" for _ in part)
-            res = conn.exec_driver_sql(
-                f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", tuple(part)
-            )
-        found.update(r[0] for r in res)
+    # The driver's cursor directly: thousands of one-value rows need no SQLAlchemy Row objects.
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for start in range(0, len(ids), batch):
+            part = ids[start : start + batch]
+            if conn.dialect.name == "postgresql":
+                cur.execute(f"SELECT {column} FROM {table} WHERE {column} = ANY(%s)", (part,))
+            else:
+                marks = ", ".join("?" * len(part))
+                cur.execute(f"SELECT {column} FROM {table} WHERE {column} IN ({marks})", part)
+            found.update(r[0] for r in cur.fetchall())
+    finally:
+        cur.close()
     return found
 
 
@@ -145,6 +306,9 @@ def drop_secondary_indexes(conn: Connection, table: str) -> None:
 
 def ensure_indexes(conn: Connection, table: str) -> None:
     """Create any secondary index of ``table`` that is missing (after a bulk load or an interrupted one)."""
+    if conn.dialect.name == "postgresql":
+        # Sorting a million keys in memory instead of on disk; reverts at the end of the transaction.
+        conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
     for ix in secondary_indexes(table):
         cols = ", ".join(c.name for c in ix.columns)
         conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {ix.name} ON {table} ({cols})")
