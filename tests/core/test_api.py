@@ -151,3 +151,13 @@ def test_keys_admin(api) -> None:  # type: ignore[no-untyped-def]
     assert client.post("/v1/users", json=[{"user_id": "n2"}], headers=h(secret)).status_code == 401
     assert client.post("/v1/keys", json={"scopes": ["root"]}, headers=h(keys["admin"])).status_code == 422
     assert client.get("/v1/keys", headers=h(keys["read"])).status_code == 403
+
+
+def test_body_must_be_an_array_of_objects(api) -> None:  # type: ignore[no-untyped-def]
+    client, keys = api
+    hdr = {**h(keys["ingest"]), "Content-Type": "application/json"}
+    cases = ((b"[{", "body.2"), (b"", "body"), (b'{"a": 1}', "body"), (b'[{"a": 1}, 7]', "body.1"))
+    for body, where in cases:  # even with on_error=skip: a body of the wrong shape is not a batch of rows
+        r = client.post("/v1/events?on_error=skip", content=body, headers=hdr)
+        assert r.status_code == 422, body
+        assert r.json()["errors"][0]["field"] == where, (body, r.json())

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
+from knowcast.ingest.readers import read_chunks
 from knowcast.ingest.service import ImportRejected, import_file, import_records, pseudonymize
 from knowcast.store import Store
 from knowcast.store.models import Event, Exposure, Item, Promotes, User
@@ -181,3 +182,81 @@ def test_bulk_load_rebuilds_indexes(store: Store, tmp_path: Path, monkeypatch: p
             }
     assert {"ix_events_type_ts", "ix_events_user_ts", "ix_events_item_ts"} <= names
     assert count(store, Event) == 50
+
+
+def _events_csv(path: Path, ids: list[str]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["event_id", "type", "ts", "user_id", "item_id", "watch_ratio", "props"])
+        for n, i in enumerate(ids):
+            # Null patterns vary by row, so the SQLite writer groups (reorders) rows within a chunk.
+            w.writerow(
+                [i, "view", 1767323045 + n, f"u{n % 5}", "vid1", "" if n % 3 else "0.5", f'{{"n": {n}}}']
+            )
+
+
+def test_repeated_ids_keep_their_first_row_within_and_across_chunks(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bulk load into an empty table writes without looking ids up; repeats still count once."""
+    import knowcast.ingest.service as svc
+
+    monkeypatch.setattr(svc, "BULK_MIN_ROWS", 10)
+    seed_catalog(store)
+    ids = [f"e{i:04d}" for i in range(3000)] + ["e0005", "e0007", "x1", "x1", "e2999"]
+    src = tmp_path / "ev.csv"
+    _events_csv(src, ids)
+    assert len(list(read_chunks(src, chunk_rows=1000))) >= 2  # repeats of an earlier chunk's ids, too
+    rep = import_file(store.engine, "events", src, chunk_rows=1000)
+    assert (rep.rows_read, rep.rows_written, rep.duplicates) == (3005, 3001, 4)
+    with store.engine.connect() as c:
+        props = dict(c.execute(text("SELECT id, props FROM events WHERE id IN ('e0005', 'x1')")).all())
+        ratio = c.execute(text("SELECT watch_ratio FROM events WHERE id = 'e0003'")).scalar()
+    assert props == {"e0005": '{"n":5}', "x1": '{"n":3002}'}  # the first occurrence of each id won
+    assert ratio == 0.5
+    again = import_file(store.engine, "events", src, chunk_rows=1000)
+    assert (again.rows_written, again.duplicates) == (0, 3005)
+    assert count(store, Event) == 3001
+
+
+def test_reimport_keeps_indexes_and_writes_nothing(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import knowcast.ingest.service as svc
+
+    monkeypatch.setattr(svc, "BULK_MIN_ROWS", 10)
+    seed_catalog(store)
+    src = tmp_path / "ev.csv"
+    _events_csv(src, [f"e{i}" for i in range(40)])
+    assert import_file(store.engine, "events", src).rows_written == 40
+    dropped: list[str] = []
+    monkeypatch.setattr(svc, "drop_secondary_indexes", lambda conn, table: dropped.append(table))
+    assert import_file(store.engine, "events", src).duplicates == 40
+    assert dropped == []  # nothing new to load: the indexes were not rebuilt for it
+
+
+def test_typed_columns_from_a_frame_are_checked_like_text(store: Store) -> None:
+    """Parquet and DataFrame inputs arrive typed (numbers, datetimes, None/NaN); same rules, same rows."""
+    import pandas as pd
+
+    seed_catalog(store)
+    frame = pd.DataFrame(
+        {
+            "event_id": ["t1", "t2", "t3"],
+            "type": ["view", "purchase", "view"],
+            "ts": pd.to_datetime(["2026-01-02T03:04:05Z", "2026-01-02T03:04:06Z", None], utc=True),
+            "user_id": ["u1", "u2", "u3"],
+            "item_id": ["vid1", "course1", "vid1"],
+            "amount": [None, 99.5, None],
+            "props": [{"a": 1}, None, None],
+        }
+    )
+    rep = import_records(store.engine, "events", frame, on_error="skip")
+    assert (rep.rows_written, rep.rejected) == (2, 1)
+    assert [(e.line, e.field) for e in rep.errors] == [(3, "ts")]
+    with store.engine.connect() as c:
+        rows = c.execute(text("SELECT id, ts, amount, currency, props FROM events ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [
+        ("t1", 1767323045000, None, None, '{"a":1}'),
+        ("t2", 1767323046000, 99.5, "CNY", None),
+    ]

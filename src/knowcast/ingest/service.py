@@ -41,6 +41,8 @@ from knowcast.store.bulk import (
     frame_rows,
     insert_ignore,
     insert_ignore_table,
+    table_is_empty,
+    tune_writer,
     upsert,
 )
 
@@ -215,6 +217,8 @@ def _run(
     rejects = _RejectsWriter(rejects_path) if (rejects_path and opt.on_error == "skip") else None
     atomic = opt.on_error == "abort"
     conn = engine.connect()
+    if not opt.dry_run:
+        tune_writer(conn)
     tx = conn.begin()
     bulk = False
     # Big load relative to the table: rebuild indexes once instead of updating them row by row.
@@ -224,6 +228,8 @@ def _run(
         and expected_rows >= BULK_MIN_ROWS
         and expected_rows >= approx_rows(conn, "events") // 2
     )
+    # Into an empty table, event ids need no lookup before writing (the write still refuses repeats).
+    probe = not (may_bulk and table_is_empty(conn, "events"))
     checked_chunks = _checked(chunks, opt)
     if read_ahead:  # the next chunk is read and checked (pure work) while this one is written
         checked_chunks = prefetch(checked_chunks)
@@ -247,7 +253,8 @@ def _run(
                     if _mostly_new(conn, checked.frame):
                         drop_secondary_indexes(conn, "events")
                         bulk = True
-                written = _write(conn, opt.kind, checked.frame)
+                written = _write(conn, opt.kind, checked.frame, probe=probe)
+                probe = probe or written < _nrows(checked.frame)  # repeats seen: look up from now on
                 report.rows_written += written
                 report.duplicates += _nrows(checked.frame) - written
                 if not atomic and not bulk:
@@ -457,9 +464,9 @@ def _json_list(values: pd.Series) -> list[str]:
     return [json.dumps(v, ensure_ascii=False) for v in values]
 
 
-def _write(conn: Connection, kind: str, frame: Frame) -> int:
+def _write(conn: Connection, kind: str, frame: Frame, *, probe: bool = True) -> int:
     if isinstance(frame, pa.Table):  # events
-        written = insert_ignore_table(conn, "events", "id", frame.select(EVENT_DB_COLUMNS))
+        written = insert_ignore_table(conn, "events", "id", frame.select(EVENT_DB_COLUMNS), probe=probe)
         exposures = frame.filter(pc.equal(frame.column("type"), "exposure"))
         if exposures.num_rows:
             _record_exposures(conn, exposures.to_pandas())
