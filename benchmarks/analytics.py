@@ -40,7 +40,7 @@ CHANNELS = np.array(["feed", "search", "push", "kol", "other_platform", "live", 
 DEVICES = np.array(["ios", "android", "web"])
 COLUMNS = ["id", "type", "ts", "user_id", "item_id", "amount", "channel", "device"]
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-PG_DB = "kc_analytics_bench"
+PG_DB = "kc_analytics_bench"  # default; --pg-db picks another
 
 
 def generate(n_events: int, seed: int = 0, days: int = 30) -> pd.DataFrame:
@@ -99,7 +99,7 @@ def prepare(store: Store) -> None:
         conn.exec_driver_sql("VACUUM ANALYZE events" if store.dialect == "postgresql" else "ANALYZE")
 
 
-def pg_store(fresh: bool) -> Store | None:
+def pg_store(fresh: bool, db: str = PG_DB) -> Store | None:
     from sqlalchemy import create_engine, text
 
     try:
@@ -109,16 +109,16 @@ def pg_store(fresh: bool) -> Store | None:
             connect_args={"connect_timeout": 3},
         )
         with admin.connect() as c:
-            exists = c.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": PG_DB}).first()
+            exists = c.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": db}).first()
             if exists and fresh:
-                c.execute(text(f"DROP DATABASE {PG_DB} WITH (FORCE)"))
+                c.execute(text(f"DROP DATABASE {db} WITH (FORCE)"))
             if not exists or fresh:
-                c.execute(text(f"CREATE DATABASE {PG_DB}"))
+                c.execute(text(f"CREATE DATABASE {db}"))
         admin.dispose()
     except Exception as exc:  # noqa: BLE001
         print(f"PostgreSQL unreachable ({exc.__class__.__name__}); skipping it", file=sys.stderr)
         return None
-    return Store(PG_ADMIN.rsplit("/", 1)[0] + "/" + PG_DB).migrate()
+    return Store(PG_ADMIN.rsplit("/", 1)[0] + "/" + db).migrate()
 
 
 def event_count(store: Store) -> int:
@@ -143,6 +143,7 @@ def main() -> None:
         "--sqlite", default="/tmp/knowcast_bench_analytics.db", help="SQLite file (reused if full)"
     )
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--pg-db", default=PG_DB, help="PostgreSQL database (reused if full)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "analytics.md"))
     args = ap.parse_args()
@@ -160,7 +161,7 @@ def main() -> None:
     st = Store(f"sqlite:///{sqlite_path}").migrate()
     backends.append(("SQLite", st))
     if not args.no_postgres:
-        pg = pg_store(fresh=False)
+        pg = pg_store(fresh=False, db=args.pg_db)
         if pg is not None:
             backends.append(("PostgreSQL", pg))
     for name, store in backends:
@@ -172,7 +173,7 @@ def main() -> None:
                 store = Store(f"sqlite:///{sqlite_path}").migrate()
             else:
                 store.dispose()
-                store = pg_store(fresh=True)  # type: ignore[assignment]
+                store = pg_store(fresh=True, db=args.pg_db)  # type: ignore[assignment]
             print(f"loading {name} ...", flush=True)
             secs = load(store, ev)
             print(f"  loaded in {secs:.0f} s", flush=True)

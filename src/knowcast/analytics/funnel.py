@@ -329,7 +329,7 @@ _OPS = {
 
 def _match(df: pd.DataFrame, step: Step | Exclusion, item_kinds: Mapping[str, str] | None) -> np.ndarray:
     types = step.types if isinstance(step, Step) else (step.type,)
-    m = df["type"].isin(types).to_numpy()
+    m = df["type"].isin(types).to_numpy(dtype=bool, copy=True)  # writable: the filters below AND into it
     filters = (
         step.filters() if isinstance(step, Step) else [parse_filter(k, v) for k, v in step.where.items()]
     )

@@ -13,23 +13,17 @@ GROUP BY per step. The later steps are rare event types, so they cost little.
 from __future__ import annotations
 
 import operator
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import (
-    BigInteger,
-    Column,
     Engine,
-    Index,
-    MetaData,
-    String,
-    Table,
     and_,
     case,
     exists,
     func,
-    insert,
     inspect,
     literal,
     null,
@@ -114,15 +108,24 @@ def _range(ev: Any, start_ms: int | None, end_ms: int | None) -> list[ColumnElem
 # ---------------------------------------------------------------- funnels
 
 
-def funnel_users_stmt(spec: FunnelSpec) -> Select:
-    """One row per user who entered the funnel: user_id, group, t1..tn (NULL when not reached), excluded."""
+def funnel_users_stmt(spec: FunnelSpec, dialect: str = "postgresql", covering: bool = True) -> Select:
+    """One row per user who entered the funnel: user_id, group, t1..tn (NULL when not reached), excluded.
+
+    ``dialect`` picks the ordered funnel's plan shape ("sqlite" or "postgresql", see ``_ordered_stmt``);
+    ``covering`` tells whether events has the (type, user_id, ts) index (see ``has_funnel_index``).
+    """
     if spec.mode == "ordered":
-        base, tcols = _ordered_ctes(spec)
-    elif spec.mode == "strict":
+        return _ordered_stmt(spec, dialect, covering)
+    if spec.mode == "strict":
         base, tcols = _strict_ctes(spec)
     else:
         base, tcols = _any_order_ctes(spec)
     group = _breakdown_expr(spec, base)
+    return _funnel_select(spec, base, tcols, group)
+
+
+def _funnel_select(spec: FunnelSpec, base: Any, tcols: list[Any], group: Any) -> Select:
+    """The per-user output row: user_id, group, t1..tn and, with exclusions, the excluded flag."""
     cols: list[Any] = [base.c.user_id, group.label("group") if group is not None else null().label("group")]
     cols += [c.label(f"t{k}") for k, c in enumerate(tcols, start=1)]
     if spec.exclusions:
@@ -131,52 +134,107 @@ def funnel_users_stmt(spec: FunnelSpec) -> Select:
     return select(*cols)
 
 
-def _ordered_ctes(spec: FunnelSpec) -> tuple[Any, list[Any]]:
+def _first_step_cte(spec: FunnelSpec) -> Any:
+    """Each entering user's first step-1 time: one GROUP BY user_id over the step-1 events.
+
+    With the (type, user_id, ts) index both backends read it in (user_id, ts) order without touching the
+    table: an index-only range scan with a streaming aggregate, no sort and no hash table.
+    """
     e1 = events.alias("e1")
-    s1 = (
+    return (
         select(e1.c.user_id, func.min(e1.c.ts).label("t1"))
         .where(step_condition(e1, spec.steps[0]), *_range(e1, spec.start_ms, spec.end_ms))
         .group_by(e1.c.user_id)
         .cte("s1")
+        .prefix_with("MATERIALIZED")
     )
-    prev = s1
+
+
+def _step_window(spec: FunnelSpec, k: int, ts: Any, prev: Any) -> list[ColumnElement[bool]]:
+    """Step k's event time ``ts`` against the previous step: at or after it, inside both windows."""
+    tprev = prev.c[f"t{k - 1}"]
+    conds = [ts >= tprev, ts <= prev.c.t1 + spec.window_ms]
+    window = spec.steps[k - 1].window_ms
+    if window is not None:
+        conds.append(ts <= tprev + window)
+    return conds
+
+
+def _ordered_stmt(spec: FunnelSpec, dialect: str, covering: bool) -> Select:
+    """The ordered funnel as one SELECT over a chain of materialised CTEs, shaped per backend.
+
+    Both shapes compute the same thing: t1 = the user's first step-1 time (``_first_step_cte``), then
+    t_k = the first step-k event in [t_{k-1}, t1 + window] (and the step's own window), per user.
+
+    SQLite (nested loops only, no planner statistics): every later step is a correlated ``MIN(ts)`` per
+    user that is still in the funnel, which the (type, user_id, ts) index answers with one seek, so a step
+    costs one seek per surviving user whatever the number of step-k events. Each CTE carries all entering
+    users (NULL from the step they missed on, where the ``CASE`` skips the seek), so no join is needed at
+    the end. MATERIALIZED makes SQLite compute each step once instead of inlining (and so repeating) the
+    previous step's subquery. The breakdown is the same kind of seek at (user, t1).
+
+    PostgreSQL (hash and merge joins, statistics): each later step is one join of the surviving users
+    with that step's events followed by one GROUP BY (a per-user subquery costs ~5-10 µs of executor
+    overhead there, more than reading the step's whole index range); the breakdown is one join of the
+    users with their step-1 events at t1, and the steps are outer-joined at the end.
+    """
+    s1 = _first_step_cte(spec)
+    if dialect == "sqlite":
+        prev = s1
+        for k in range(2, spec.n + 1):
+            ek = events.alias(f"e{k}")
+            # Without the covering index, hide the type test so that SQLite seeks the user's own
+            # (user_id, ts) range instead of walking every step-k event in the window via (type, ts).
+            cond = step_condition(ek, spec.steps[k - 1], hide_type=not covering)
+            first = (
+                select(func.min(ek.c.ts))
+                .where(ek.c.user_id == prev.c.user_id, cond, *_step_window(spec, k, ek.c.ts, prev))
+                .scalar_subquery()
+            )
+            tk = first if k == 2 else case((prev.c[f"t{k - 1}"].is_not(None), first), else_=null())
+            prev = select(*prev.c, tk.label(f"t{k}")).cte(f"s{k}").prefix_with("MATERIALIZED")
+        base = prev
+        return _funnel_select(spec, base, [base.c[f"t{k}"] for k in range(1, spec.n + 1)],
+                              _breakdown_expr(spec, base))  # fmt: skip
     chain = [s1]
+    prev = s1
     for k in range(2, spec.n + 1):
-        step = spec.steps[k - 1]
         ek = events.alias(f"e{k}")
-        # The step's own events first, materialised: a small set found through the (type, ts) index. Joining
-        # it to the previous step's users by user_id stops SQLite from range-scanning the index per user.
-        rng = _range(ek, spec.start_ms, spec.end_ms + spec.window_ms if spec.end_ms is not None else None)
-        xk = (
-            select(ek.c.user_id, ek.c.ts)
-            .where(step_condition(ek, step), *rng)
-            .cte(f"x{k}")
+        prev = (
+            select(prev.c.user_id, prev.c.t1, func.min(ek.c.ts).label(f"t{k}"))
+            .select_from(ek.join(prev, prev.c.user_id == ek.c.user_id))
+            .where(step_condition(ek, spec.steps[k - 1]), *_step_window(spec, k, ek.c.ts, prev))
+            .group_by(prev.c.user_id, prev.c.t1)
+            .cte(f"s{k}")
             .prefix_with("MATERIALIZED")
         )
-        tprev = prev.c[f"t{k - 1}"]
-        conds = [
-            xk.c.user_id == prev.c.user_id,
-            xk.c.ts >= tprev,
-            xk.c.ts <= prev.c.t1 + spec.window_ms,
-        ]
-        if step.window_ms is not None:
-            conds.append(xk.c.ts <= tprev + step.window_ms)
-        carry = [prev.c[f"t{j}"] for j in range(1, k)]
-        sk = (
-            select(prev.c.user_id, *carry, func.min(xk.c.ts).label(f"t{k}"))
-            .select_from(xk.join(prev, and_(*conds)))
-            .group_by(prev.c.user_id, *carry)
-            .cte(f"s{k}")
-        )
-        chain.append(sk)
-        prev = sk
-    # s1 LEFT JOIN the deepest step each user reached: the chain is nested, so joining each sk is enough.
+        chain.append(prev)
     j = s1
     for sk in chain[1:]:
         j = j.outerjoin(sk, sk.c.user_id == s1.c.user_id)
-    base = select(s1.c.user_id, s1.c.t1, *[sk.c[f"t{k}"] for k, sk in enumerate(chain[1:], start=2)])
-    base = base.select_from(j).cte("fu")
-    return base, [base.c[f"t{k}"] for k in range(1, spec.n + 1)]
+    b = spec.breakdown
+    g = None
+    if b is not None and (b in EVENT_BREAKDOWNS or b == "creator"):
+        # The group of each user from their first step-1 event(s) at t1: one join, MIN breaks ties.
+        eb = events.alias("eb")
+        src = eb.join(s1, and_(s1.c.user_id == eb.c.user_id, s1.c.t1 == eb.c.ts))
+        if b == "creator":
+            src = src.join(items, items.c.id == eb.c.item_id)
+        val = func.min(items.c.creator_id if b == "creator" else eb.c[b])
+        g = (
+            select(s1.c.user_id, val.label("g"))
+            .select_from(src)
+            .where(step_condition(eb, spec.steps[0]))
+            .group_by(s1.c.user_id)
+            .cte("g")
+            .prefix_with("MATERIALIZED")
+        )
+        j = j.outerjoin(g, g.c.user_id == s1.c.user_id)
+    tcols = [s1.c.t1] + [sk.c[f"t{k}"] for k, sk in enumerate(chain[1:], start=2)]
+    cols = [s1.c.user_id, *[c.label(f"t{k}") for k, c in enumerate(tcols, start=1)]]
+    base = select(*cols, *([g.c.g] if g is not None else [])).select_from(j).cte("fu")
+    group = base.c.g if g is not None else _breakdown_expr(spec, base)
+    return _funnel_select(spec, base, [base.c[f"t{k}"] for k in range(1, spec.n + 1)], group)
 
 
 def _strict_ctes(spec: FunnelSpec) -> tuple[Any, list[Any]]:
@@ -271,158 +329,49 @@ def _exclusion_flag(spec: FunnelSpec, e: Exclusion, base: Any, tcols: list[Any])
     )
 
 
+#: SQLite: bytes of the database file a funnel reads through mmap instead of read() calls into the page
+#: cache (SQLite caps it at its compile-time maximum, usually 2 GiB); put back when the funnel is done.
+FUNNEL_MMAP_BYTES = 2**31
+#: PostgreSQL: per-sort/hash memory for the funnel's transaction; a 250k-user step fits several times.
+FUNNEL_WORK_MEM = "256MB"
+
+
 def funnel_users(engine: Engine, spec: FunnelSpec) -> pd.DataFrame:
-    """Per-user step times of a funnel, computed in the database (see ``funnel_users_stmt``)."""
+    """Per-user step times of a funnel, computed in the database by one statement (``funnel_users_stmt``)."""
     cols = ["user_id", "group"] + [f"t{k}" for k in range(1, spec.n + 1)]
     cols += ["excluded"] if spec.exclusions else []
-    if spec.mode == "ordered":
-        df = _ordered_pipeline(engine, spec, cols)
-    else:
-        df = _frame(engine, funnel_users_stmt(spec), cols)
+    with engine.begin() as conn:
+        dialect = conn.dialect.name
+        covering = has_funnel_index(conn) if dialect == "sqlite" else True
+        with _funnel_session(conn):
+            # The DBAPI's plain tuples: one Row object per entering user would cost more than the rows.
+            raw = conn.execute(funnel_users_stmt(spec, dialect, covering)).cursor.fetchall()
+    columns = list(zip(*raw, strict=True)) if raw else [()] * len(cols)
+    df = pd.DataFrame({c: list(v) for c, v in zip(cols, columns, strict=True)}, columns=cols)
     for k in range(1, spec.n + 1):
         df[f"t{k}"] = pd.to_numeric(df[f"t{k}"], errors="coerce")
     return df
 
 
-def _ordered_pipeline(engine: Engine, spec: FunnelSpec, cols: list[str]) -> pd.DataFrame:
-    """The ordered funnel as a few INSERT ... SELECT into indexed temporary tables, on one connection.
+@contextmanager
+def _funnel_session(conn: Any) -> Iterator[None]:
+    """Per-connection settings for one funnel statement, put back afterwards.
 
-    One statement with CTEs leaves the join order to the planner, and SQLite's planner (without table
-    statistics) nests a scan of step k-1's users inside the step-k events: quadratic. Temporary tables
-    with an index on user_id make every backend do the cheap thing: one GROUP BY over step-1 events,
-    then, per later step, one pass over that step's (rare) events with an index lookup of the user.
+    SQLite: the funnel reads index ranges and rows all over a large file; memory-mapping it saves a
+    read() and a page copy per page. PostgreSQL: ``SET LOCAL`` (this transaction only) a work_mem large
+    enough for the per-step hash tables and sorts of every entering user.
     """
-    tag = uuid.uuid4().hex[:10]
-    md = MetaData()
-    tables: list[Table] = []
-    with engine.begin() as conn:
-        covering = has_funnel_index(conn)
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("PRAGMA temp_store=MEMORY")
+    if conn.dialect.name == "sqlite":
+        before = conn.exec_driver_sql("PRAGMA mmap_size").scalar()
+        conn.exec_driver_sql(f"PRAGMA mmap_size={FUNNEL_MMAP_BYTES}")
         try:
-            e1 = events.alias("e1")
-            t = Table(
-                f"kc_f1_{tag}",
-                md,
-                Column("user_id", String(128)),
-                Column("t1", BigInteger),
-                prefixes=["TEMPORARY"],
-            )
-            t.create(conn)
-            tables.append(t)
-            conn.execute(
-                insert(t).from_select(
-                    ["user_id", "t1"],
-                    select(e1.c.user_id, func.min(e1.c.ts))
-                    .where(
-                        step_condition(e1, spec.steps[0]),
-                        *_range(e1, spec.start_ms, spec.end_ms),
-                    )
-                    .group_by(e1.c.user_id),
-                )
-            )
-            Index(f"ix_kc_f1_{tag}", t.c.user_id).create(conn)
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(f"ANALYZE {t.name}")
-            prev = t
-            hi = spec.end_ms + spec.window_ms if spec.end_ms is not None else None
-            for k in range(2, spec.n + 1):
-                step = spec.steps[k - 1]
-                ek = events.alias(f"e{k}")
-                names = [f"t{j}" for j in range(1, k + 1)]
-                tk = Table(
-                    f"kc_f{k}_{tag}",
-                    md,
-                    Column("user_id", String(128)),
-                    *[Column(n, BigInteger) for n in names],
-                    prefixes=["TEMPORARY"],
-                )
-                tk.create(conn)
-                tables.append(tk)
-                tprev = prev.c[f"t{k - 1}"]
-                conds = [ek.c.ts >= tprev, ek.c.ts <= prev.c.t1 + spec.window_ms]
-                if step.window_ms is not None:
-                    conds.append(ek.c.ts <= tprev + step.window_ms)
-                carry = [prev.c[f"t{j}"] for j in range(1, k)]
-                if conn.dialect.name == "sqlite":
-                    # SQLite: a correlated MIN per user reads the (type, user_id, ts) index range directly.
-                    # Without that index, the type test is hidden from the planner so that it walks the
-                    # user's own (user_id, ts) range instead of every step-k event in the window.
-                    cond = step_condition(ek, step, hide_type=not covering)
-                    first = (
-                        select(func.min(ek.c.ts))
-                        .where(ek.c.user_id == prev.c.user_id, cond, *conds)
-                        .scalar_subquery()
-                    )
-                    inner = select(prev.c.user_id, *carry, first.label("tk")).subquery("inner")
-                    sel = select(inner.c.user_id, *[inner.c[f"t{j}"] for j in range(1, k)], inner.c.tk).where(
-                        inner.c.tk.is_not(None)
-                    )
-                else:
-                    # PostgreSQL: one hash join of the step's events with the previous step's users.
-                    sel = (
-                        select(prev.c.user_id, *carry, func.min(ek.c.ts))
-                        .select_from(ek.join(prev, prev.c.user_id == ek.c.user_id))
-                        .where(step_condition(ek, step), *_range(ek, spec.start_ms, hi), *conds)
-                        .group_by(prev.c.user_id, *carry)
-                    )
-                conn.execute(insert(tk).from_select(["user_id", *names], sel))
-                Index(f"ix_kc_f{k}_{tag}", tk.c.user_id).create(conn)
-                prev = tk
-            base = tables[0]
-            j = base
-            for tk in tables[1:]:
-                j = j.outerjoin(tk, tk.c.user_id == base.c.user_id)
-            group: Any = null()
-            b = spec.breakdown
-            if b is not None and (b in EVENT_BREAKDOWNS or b == "creator"):
-                # The group of each user, from their first step-1 event, as one join (not per-user lookups).
-                g = Table(f"kc_fg_{tag}", md, Column("user_id", String(128)), Column("g", String(256)),
-                          prefixes=["TEMPORARY"])  # fmt: skip
-                g.create(conn)
-                tables.append(g)
-                eb = events.alias("eb")
-                src = eb.join(base, and_(base.c.user_id == eb.c.user_id, base.c.t1 == eb.c.ts))
-                if b == "creator":
-                    src = src.join(items, items.c.id == eb.c.item_id)
-                    val = func.min(items.c.creator_id)
-                else:
-                    val = func.min(eb.c[b])
-                conn.execute(
-                    insert(g).from_select(
-                        ["user_id", "g"],
-                        select(base.c.user_id, val)
-                        .select_from(src)
-                        .where(step_condition(eb, spec.steps[0]))
-                        .group_by(base.c.user_id),
-                    )
-                )
-                Index(f"ix_kc_fg_{tag}", g.c.user_id).create(conn)
-                j = j.outerjoin(g, g.c.user_id == base.c.user_id)
-                group = g.c.g
-            elif b is not None and b.startswith("segment:"):
-                j = j.outerjoin(users, users.c.id == base.c.user_id)
-                group = users.c.attributes[b.split(":", 1)[1]].as_string()
-            elif b is not None:
-                j = j.outerjoin(
-                    exposures,
-                    and_(
-                        exposures.c.user_id == base.c.user_id,
-                        exposures.c.experiment_key == b.split(":", 1)[1],
-                    ),
-                )
-                group = exposures.c.variant
-            tcols = [base.c.t1] + [tk.c[f"t{k}"] for k, tk in enumerate(tables[1 : spec.n], start=2)]
-            out: list[Any] = [base.c.user_id, group.label("group")]
-            out += [c.label(f"t{k}") for k, c in enumerate(tcols, start=1)]
-            if spec.exclusions:
-                flags = [_exclusion_flag(spec, e, base, tcols) for e in spec.exclusions]
-                out.append(case((or_(*flags), 1), else_=0).label("excluded"))
-            rows = conn.execute(select(*out).select_from(j)).fetchall()
+            yield
         finally:
-            for tk in reversed(tables):
-                tk.drop(conn, checkfirst=True)
-    return pd.DataFrame([tuple(r) for r in rows], columns=cols)
+            conn.exec_driver_sql(f"PRAGMA mmap_size={int(before or 0)}")
+        return
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{FUNNEL_WORK_MEM}'")
+    yield
 
 
 # ---------------------------------------------------------------- retention and stickiness
