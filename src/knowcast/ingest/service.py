@@ -217,8 +217,7 @@ def _run(
     rejects = _RejectsWriter(rejects_path) if (rejects_path and opt.on_error == "skip") else None
     atomic = opt.on_error == "abort"
     conn = engine.connect()
-    if not opt.dry_run:
-        tune_writer(conn)
+    restore_settings = tune_writer(conn) if not opt.dry_run else None
     tx = conn.begin()
     bulk = False
     # Big load relative to the table: rebuild indexes once instead of updating them row by row.
@@ -279,6 +278,8 @@ def _run(
             tx.rollback()
         raise
     finally:
+        if restore_settings is not None:
+            restore_settings()
         conn.close()
         if rejects is not None:
             rejects.close()

@@ -8,7 +8,7 @@ several times faster than row inserts and still deduplicates against what is sto
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -278,18 +278,37 @@ def _pg_copy(cur: Any, sql: str, payload: pa.Buffer) -> None:
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 
-def tune_writer(conn: Connection) -> None:
-    """Let this SQLite connection checkpoint the WAL less often (no-op on PostgreSQL).
+def tune_writer(conn: Connection) -> Callable[[], None]:
+    """Settings for an import on this SQLite connection; returns the function that restores them.
 
-    A batch of events dirties hundreds of index pages (users and items are spread over the indexes), so
-    with the default limit nearly every commit ends in a checkpoint that copies those pages into the
-    database file and syncs it, again for the next batch. Checkpointing every ~40 MB copies each hot page
-    once per many batches; durability is unchanged (the WAL is the same, only copied back later).
-    Per connection: it stays set on the pooled connection, which is harmless for any later use.
+    Call it outside a transaction (SQLite refuses to change temp_store inside one). No-op on PostgreSQL.
+
+    - ``wal_autocheckpoint``: a batch of events dirties hundreds of index pages (users and items are
+      spread over the indexes), so with the default limit nearly every commit ends in a checkpoint that
+      copies those pages into the database file and syncs it, again for the next batch. Checkpointing
+      every ~40 MB copies each hot page once per many batches; durability is the same.
+    - ``temp_store = FILE``: with MEMORY, SQLite's sorter allocates every key of a ``CREATE INDEX`` on its
+      own and merge-sorts them scattered over the heap; with FILE it packs them in one buffer (spilling to
+      a temporary file only past the cache size), which rebuilds the event indexes ~1.5x faster.
     """
-    if conn.dialect.name == "sqlite":
-        raw = conn.connection.dbapi_connection
-        raw.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")  # type: ignore[union-attr]
+    if conn.dialect.name != "sqlite":
+        return lambda: None
+    raw = conn.connection.dbapi_connection
+    before = [
+        (name, raw.execute(f"PRAGMA {name}").fetchone()[0])  # type: ignore[union-attr]
+        for name in ("wal_autocheckpoint", "temp_store")
+    ]
+    raw.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")  # type: ignore[union-attr]
+    raw.execute("PRAGMA temp_store = FILE")  # type: ignore[union-attr]
+
+    def restore() -> None:
+        for name, value in before:
+            try:
+                raw.execute(f"PRAGMA {name} = {int(value)}")  # type: ignore[union-attr]
+            except sqlite3.Error:  # still inside a failed transaction: the pool's reset will do
+                pass
+
+    return restore
 
 
 def existing_ids(
@@ -329,12 +348,23 @@ def drop_secondary_indexes(conn: Connection, table: str) -> None:
 
 def ensure_indexes(conn: Connection, table: str) -> None:
     """Create any secondary index of ``table`` that is missing (after a bulk load or an interrupted one)."""
+    missing = [ix for ix in secondary_indexes(table) if not _has_index(conn, table, str(ix.name))]
+    if not missing:
+        return
     if conn.dialect.name == "postgresql":
         # Sorting a million keys in memory instead of on disk; reverts at the end of the transaction.
         conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
-    for ix in secondary_indexes(table):
+    for ix in missing:
         cols = ", ".join(c.name for c in ix.columns)
         conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {ix.name} ON {table} ({cols})")
+
+
+def _has_index(conn: Connection, table: str, name: str) -> bool:
+    if conn.dialect.name == "postgresql":
+        sql = "SELECT 1 FROM pg_indexes WHERE tablename = %s AND indexname = %s"
+    else:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND name = ?"
+    return conn.exec_driver_sql(sql, (table, name)).first() is not None
 
 
 def table_is_empty(conn: Connection, table: str) -> bool:
