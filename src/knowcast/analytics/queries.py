@@ -173,10 +173,12 @@ def _ordered_stmt(spec: FunnelSpec, dialect: str, covering: bool) -> Select:
     the end. MATERIALIZED makes SQLite compute each step once instead of inlining (and so repeating) the
     previous step's subquery. The breakdown is the same kind of seek at (user, t1).
 
-    PostgreSQL (hash and merge joins, statistics): each later step is one join of the surviving users
-    with that step's events followed by one GROUP BY (a per-user subquery costs ~5-10 µs of executor
-    overhead there, more than reading the step's whole index range); the breakdown is one join of the
-    users with their step-1 events at t1, and the steps are outer-joined at the end.
+    PostgreSQL: each later step is one join of the surviving users with that step's events and one GROUP
+    BY (the planner merges the step's index range with the users); a per-user subquery costs about as much
+    there. The steps are outer-joined once at the end. The breakdown is a per-user lookup of the step-1
+    event(s) at t1, done in t1 order through the (type, ts) index: at 10M events that took ~1.1 s of CPU
+    against ~2.2 s for lookups in user order (random heap pages) and ~4.4 s for a hash join over a scan of
+    the whole table, which the planner preferred (it cannot estimate the CTEs' sizes).
     """
     s1 = _first_step_cte(spec)
     if dialect == "sqlite":
@@ -212,29 +214,18 @@ def _ordered_stmt(spec: FunnelSpec, dialect: str, covering: bool) -> Select:
     j = s1
     for sk in chain[1:]:
         j = j.outerjoin(sk, sk.c.user_id == s1.c.user_id)
-    b = spec.breakdown
-    g = None
-    if b is not None and (b in EVENT_BREAKDOWNS or b == "creator"):
-        # The group of each user from their first step-1 event(s) at t1: one join, MIN breaks ties.
-        eb = events.alias("eb")
-        src = eb.join(s1, and_(s1.c.user_id == eb.c.user_id, s1.c.t1 == eb.c.ts))
-        if b == "creator":
-            src = src.join(items, items.c.id == eb.c.item_id)
-        val = func.min(items.c.creator_id if b == "creator" else eb.c[b])
-        g = (
-            select(s1.c.user_id, val.label("g"))
-            .select_from(src)
-            .where(step_condition(eb, spec.steps[0]))
-            .group_by(s1.c.user_id)
-            .cte("g")
-            .prefix_with("MATERIALIZED")
-        )
-        j = j.outerjoin(g, g.c.user_id == s1.c.user_id)
     tcols = [s1.c.t1] + [sk.c[f"t{k}"] for k, sk in enumerate(chain[1:], start=2)]
-    cols = [s1.c.user_id, *[c.label(f"t{k}") for k, c in enumerate(tcols, start=1)]]
-    base = select(*cols, *([g.c.g] if g is not None else [])).select_from(j).cte("fu")
-    group = base.c.g if g is not None else _breakdown_expr(spec, base)
-    return _funnel_select(spec, base, [base.c[f"t{k}"] for k in range(1, spec.n + 1)], group)
+    # Materialised in t1 order: the breakdown lookups then walk the (type, ts) index and the table (stored
+    # roughly in arrival order) forwards, instead of jumping to a random heap page for every user.
+    base = (
+        select(s1.c.user_id, *[c.label(f"t{k}") for k, c in enumerate(tcols, start=1)])
+        .select_from(j)
+        .order_by(s1.c.t1)
+        .cte("fu")
+        .prefix_with("MATERIALIZED")
+    )
+    return _funnel_select(spec, base, [base.c[f"t{k}"] for k in range(1, spec.n + 1)],
+                          _breakdown_expr(spec, base, by_time=True))  # fmt: skip
 
 
 def _strict_ctes(spec: FunnelSpec) -> tuple[Any, list[Any]]:
@@ -287,8 +278,13 @@ def _any_order_ctes(spec: FunnelSpec) -> tuple[Any, list[Any]]:
     return base, [base.c[f"t{k}"] for k in range(1, spec.n + 1)]
 
 
-def _breakdown_expr(spec: FunnelSpec, base: Any) -> ColumnElement[Any] | None:
-    """The group of each user: a property of their first step-1 event, their creator, segment or variant."""
+def _breakdown_expr(spec: FunnelSpec, base: Any, by_time: bool = False) -> ColumnElement[Any] | None:
+    """The group of each user: a property of their first step-1 event, their creator, segment or variant.
+
+    A first-event property is the MIN over the user's step-1 events at t1 (MIN breaks same-millisecond
+    ties). ``by_time`` compares ``user_id || ''`` so that the lookup goes through the (type, ts) index
+    instead of a per-user index: see ``_ordered_stmt`` for when that is faster.
+    """
     b = spec.breakdown
     if b is None:
         return None
@@ -305,7 +301,8 @@ def _breakdown_expr(spec: FunnelSpec, base: Any) -> ColumnElement[Any] | None:
             .scalar_subquery()
         )
     eb = events.alias("eb")
-    first = and_(eb.c.user_id == base.c.user_id, eb.c.ts == base.c.t1, step_condition(eb, spec.steps[0]))
+    user = eb.c.user_id.op("||")(literal("")) if by_time else eb.c.user_id
+    first = and_(user == base.c.user_id, eb.c.ts == base.c.t1, step_condition(eb, spec.steps[0]))
     if b in EVENT_BREAKDOWNS:
         return select(func.min(eb.c[b])).where(first).scalar_subquery()
     # creator of the first step-1 event's item
@@ -332,8 +329,17 @@ def _exclusion_flag(spec: FunnelSpec, e: Exclusion, base: Any, tcols: list[Any])
 #: SQLite: bytes of the database file a funnel reads through mmap instead of read() calls into the page
 #: cache (SQLite caps it at its compile-time maximum, usually 2 GiB); put back when the funnel is done.
 FUNNEL_MMAP_BYTES = 2**31
-#: PostgreSQL: per-sort/hash memory for the funnel's transaction; a 250k-user step fits several times.
-FUNNEL_WORK_MEM = "256MB"
+#: PostgreSQL settings for the funnel's transaction only (``SET LOCAL``), measured at 10M events on a
+#: 2-core host (docs/benchmarks/analytics.md):
+#: - work_mem: the per-step hash tables and sorts of ~250k users fit in memory several times over;
+#: - jit off: compiling the statement's ~120 expressions took 2.7 s, more than the steps it would speed up;
+#: - random_page_cost 1.1 (ordered funnels): the event indexes are read from memory, not a spinning disk;
+#:   at the default 4 the planner reads step 1 by a parallel scan of the whole table (5-6 s) instead of the
+#:   (type, user_id, ts) index range in user order (1.0 s);
+#: - no parallel workers (ordered funnels): the plan is ordered index ranges, merges and per-user lookups;
+#:   only step 1 can be split, and merging the workers' partial groups cost more than it saved.
+FUNNEL_PG_SETTINGS = {"work_mem": "'256MB'", "jit": "off"}
+ORDERED_PG_SETTINGS = {"random_page_cost": "1.1", "max_parallel_workers_per_gather": "0"}
 
 
 def funnel_users(engine: Engine, spec: FunnelSpec) -> pd.DataFrame:
@@ -343,7 +349,7 @@ def funnel_users(engine: Engine, spec: FunnelSpec) -> pd.DataFrame:
     with engine.begin() as conn:
         dialect = conn.dialect.name
         covering = has_funnel_index(conn) if dialect == "sqlite" else True
-        with _funnel_session(conn):
+        with _funnel_session(conn, spec):
             # The DBAPI's plain tuples: one Row object per entering user would cost more than the rows.
             raw = conn.execute(funnel_users_stmt(spec, dialect, covering)).cursor.fetchall()
     columns = list(zip(*raw, strict=True)) if raw else [()] * len(cols)
@@ -354,12 +360,11 @@ def funnel_users(engine: Engine, spec: FunnelSpec) -> pd.DataFrame:
 
 
 @contextmanager
-def _funnel_session(conn: Any) -> Iterator[None]:
+def _funnel_session(conn: Any, spec: FunnelSpec) -> Iterator[None]:
     """Per-connection settings for one funnel statement, put back afterwards.
 
     SQLite: the funnel reads index ranges and rows all over a large file; memory-mapping it saves a
-    read() and a page copy per page. PostgreSQL: ``SET LOCAL`` (this transaction only) a work_mem large
-    enough for the per-step hash tables and sorts of every entering user.
+    read() and a page copy per page. PostgreSQL: ``SET LOCAL`` (this transaction only) the settings above.
     """
     if conn.dialect.name == "sqlite":
         before = conn.exec_driver_sql("PRAGMA mmap_size").scalar()
@@ -370,7 +375,9 @@ def _funnel_session(conn: Any) -> Iterator[None]:
             conn.exec_driver_sql(f"PRAGMA mmap_size={int(before or 0)}")
         return
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SET LOCAL work_mem = '{FUNNEL_WORK_MEM}'")
+        settings = {**FUNNEL_PG_SETTINGS, **(ORDERED_PG_SETTINGS if spec.mode == "ordered" else {})}
+        for name, value in settings.items():  # fixed names and values from this module
+            conn.exec_driver_sql(f"SET LOCAL {name} = {value}")
     yield
 
 
