@@ -242,11 +242,6 @@ def test_live_console_blocked_and_fast(admin_page: Page, server: dict) -> None:
     assert stats["frames"] >= 10 and stats["maxGap"] < 500, stats
 
 
-@pytest.mark.xfail(
-    reason="passes alone; fails (comment not on the console within 1 s) when run after tests/live_server "
-    "in the same session: order-dependent, under investigation (see issue 9 note)",
-    strict=False,
-)
 def test_live_comment_through_api(admin_page: Page, server: dict) -> None:
     post = "/v1/rooms/{room_id}/comments"
     admin_page.goto(server["url"] + "/live/i00115")
