@@ -27,6 +27,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from _common import ensure_pg_database  # noqa: E402
 from knowcast.analytics import service  # noqa: E402
 from knowcast.analytics.funnel import FunnelSpec, ordered_funnel_pandas, summarize_funnel  # noqa: E402
 from knowcast.store import Store  # noqa: E402
@@ -100,25 +101,13 @@ def prepare(store: Store) -> None:
 
 
 def pg_store(fresh: bool, db: str = PG_DB) -> Store | None:
-    from sqlalchemy import create_engine, text
-
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + db
     try:
-        admin = create_engine(
-            PG_ADMIN.replace("postgresql://", "postgresql+psycopg://"),
-            isolation_level="AUTOCOMMIT",
-            connect_args={"connect_timeout": 3},
-        )
-        with admin.connect() as c:
-            exists = c.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": db}).first()
-            if exists and fresh:
-                c.execute(text(f"DROP DATABASE {db} WITH (FORCE)"))
-            if not exists or fresh:
-                c.execute(text(f"CREATE DATABASE {db}"))
-        admin.dispose()
+        ensure_pg_database(url, fresh=fresh)
     except Exception as exc:  # noqa: BLE001
         print(f"PostgreSQL unreachable ({exc.__class__.__name__}); skipping it", file=sys.stderr)
         return None
-    return Store(PG_ADMIN.rsplit("/", 1)[0] + "/" + db).migrate()
+    return Store(url).migrate()
 
 
 def event_count(store: Store) -> int:
