@@ -21,7 +21,7 @@ from sqlalchemy import text
 from knowcast.paths import shared_data
 from knowcast.store import Store
 
-from .conftest import REDIS_URL, free_port, redis_reason, seed_room
+from .conftest import REDIS_URL, free_port, redis_reason, seed_room, wait_up
 
 pytestmark = pytest.mark.skipif(redis_reason() is not None, reason=str(redis_reason()))
 
@@ -30,20 +30,6 @@ def _start(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "uvicorn", "knowcast.api.app:create_app", "--factory",
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-
-
-def _wait_up(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    t_end = time.monotonic() + timeout
-    while time.monotonic() < t_end:
-        if proc.poll() is not None:
-            raise AssertionError(f"server on {port} exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"server on {port} did not start: {log.read_text()[-2000:]}")
 
 
 @pytest.fixture
@@ -59,7 +45,7 @@ def two_servers(tmp_path) -> Iterator[tuple[int, int, Store]]:  # type: ignore[n
     procs = [_start(p, env, tmp_path / f"server-{p}.log") for p in ports]
     try:
         for p, proc in zip(ports, procs, strict=True):
-            _wait_up(p, proc, tmp_path / f"server-{p}.log")
+            wait_up(p, proc, tmp_path / f"server-{p}.log")
         yield ports[0], ports[1], store
     finally:
         for proc in procs:

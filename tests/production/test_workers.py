@@ -21,7 +21,7 @@ import pytest
 
 from knowcast.store import Store
 from tests.conftest import fresh_pg_database
-from tests.live_server.conftest import free_port, redis_reason
+from tests.live_server.conftest import free_port, redis_reason, wait_up
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/kc_workers_test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -67,16 +67,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     proc = subprocess.Popen(cmd, env=env, cwd=d, stdout=log.open("w"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        t_end = time.monotonic() + 300  # two workers importing on a busy 2-core box
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < t_end, "server did not start: " + log.read_text()[-3000:]
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_up(port, proc, log, timeout=300)  # two workers importing on a busy 2-core box
         yield {"base": base, "reader": reader, "limited": limited, "log": log}
     finally:
         proc.terminate()
