@@ -7,8 +7,8 @@ artifact every time, not by luck of timing) and the test SIGKILLs it there. Then
 - the previous version is still the only registered one, still active, and the API still answers with it;
 - the half-written artifact stays in its ``.tmp-*`` folder: no version folder, nothing served from it, and
   a fresh process (the model cache emptied) loads the old version;
-- rerunning ``knowcast train`` finishes, registers and activates the next version, and the running API
-  switches to it without a restart.
+- rerunning ``knowcast train`` finishes, registers and activates the next version, sweeps the dead
+  writer's ``.tmp-*`` folder, and the running API switches to it without a restart.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def test_killed_training_keeps_the_served_model_and_the_rerun_activates_a_new_on
         (1, False),
         (2, True),
     ]
+    assert sorted(p.name for p in root.iterdir()) == ["1", "2"]  # the killed writer's folder is swept
     deadline = time.monotonic() + 10
     while (page := recommend_page(client, user))["model"]["version"] != 2 and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import threading
 import time
 import uuid
@@ -679,7 +680,8 @@ def _train(
     files["meta.json"] = json.dumps(_json_safe(meta), ensure_ascii=False).encode()  # written last
     root = _artifacts_root(artifacts_dir) / "models" / name
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{uuid.uuid4().hex}"
+    sweep_stale_tmp(root)
+    tmp = root / f".tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
     tmp.mkdir()
     say("writing the artifact ...")
     try:
@@ -693,6 +695,53 @@ def _train(
     say(f"stored {name} v{report.version} ({alg}) in {time.perf_counter() - t0:.1f}s")
     invalidate()
     return report
+
+
+#: A ``.tmp-*`` folder this old is swept even when its writer cannot be checked (another host).
+STALE_TMP_SECONDS = 24 * 3600
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def sweep_stale_tmp(root: Path, now: float | None = None) -> list[str]:
+    """Remove half-written artifacts that a killed ``knowcast train`` left behind.
+
+    A folder is ``.tmp-<host>-<pid>-<hex>``: on this host it is stale once its pid is gone; a folder of
+    another host (a shared artifact volume) or of the older ``.tmp-<hex>`` form only after
+    ``STALE_TMP_SECONDS``, so a training still writing elsewhere is never touched. Returns the names removed.
+    """
+    if not root.is_dir():
+        return []
+    now = time.time() if now is None else now
+    host = socket.gethostname()
+    removed: list[str] = []
+    for path in root.iterdir():
+        if not (path.is_dir() and path.name.startswith(".tmp-")):
+            continue
+        parts = path.name[len(".tmp-") :].rsplit("-", 2)
+        if len(parts) == 3 and parts[0] == host and parts[1].isdigit():
+            stale = int(parts[1]) != os.getpid() and not _pid_alive(int(parts[1]))
+        else:
+            try:
+                stale = now - path.stat().st_mtime > STALE_TMP_SECONDS
+            except FileNotFoundError:
+                continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    if removed:
+        log.info(
+            "removed %d half-written artifact folder(s) in %s: %s", len(removed), root, ", ".join(removed)
+        )
+    return removed
 
 
 def _register(
