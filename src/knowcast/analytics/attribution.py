@@ -368,6 +368,16 @@ def shapley_enumerated(journeys: Sequence[Journey]) -> pd.DataFrame:
 # ---------------------------------------------------------------- building journeys from touches
 
 
+def _runs(keys: np.ndarray) -> list[tuple[object, int, int]]:
+    """(key, start, end) of each run of equal keys in a sorted array, in order."""
+    if len(keys) == 0:
+        return []
+    change = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change, [len(keys)]))
+    return [(keys[a], int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+
+
 def build_journeys(
     touches: pd.DataFrame,
     conversions: pd.DataFrame,
@@ -391,9 +401,16 @@ def build_journeys(
                 raise ValueError(f"{name}: column {c!r} is missing")
     if lookback <= 0:
         raise ValueError(f"lookback must be > 0, got {lookback!r}")
-    t = touches.sort_values(["user_id", "ts"], kind="stable")
-    convs = conversions.sort_values(["user_id", "ts"], kind="stable")
-    by_user_conv = {u: g for u, g in convs.groupby("user_id", sort=False)}
+    # Plain arrays and one slice per user: a pandas groupby costs ~0.5 ms a user (10 s at 20k users).
+    t = touches[touches["user_id"].notna()].sort_values(["user_id", "ts"], kind="stable")
+    convs = conversions[conversions["user_id"].notna()].sort_values(["user_id", "ts"], kind="stable")
+    t_users = t["user_id"].to_numpy(dtype=object)
+    t_ts = t["ts"].to_numpy(dtype=np.int64)
+    t_ch = t["channel"].astype(str).to_numpy(dtype=object)
+    c_users = convs["user_id"].to_numpy(dtype=object)
+    c_ts = convs["ts"].to_numpy(dtype=np.int64)
+    c_val = convs["value"].to_numpy(dtype=float)
+    by_user_conv = {u: (lo, hi) for u, lo, hi in _runs(c_users)}
     agg: dict[tuple, list[float]] = {}
     ages_out: dict[tuple, list[float]] = {}
 
@@ -408,15 +425,14 @@ def build_journeys(
             prev = ages_out.get(key)
             ages_out[key] = list(ages) if prev is None else [a + b for a, b in zip(prev, ages, strict=True)]
 
-    for u, g in t.groupby("user_id", sort=False):
-        ts = g["ts"].to_numpy(dtype=np.int64)
-        ch = g["channel"].astype(str).to_numpy()
+    for u, ulo, uhi in _runs(t_users):
+        ts = t_ts[ulo:uhi]
+        ch = t_ch[ulo:uhi]
         start = 0
-        cg = by_user_conv.get(u)
-        if cg is not None:
-            for cts, cval in zip(
-                cg["ts"].to_numpy(dtype=np.int64), cg["value"].to_numpy(dtype=float), strict=True
-            ):
+        span = by_user_conv.get(u)
+        if span is not None:
+            for k in range(span[0], span[1]):
+                cts, cval = int(c_ts[k]), float(c_val[k])
                 end = int(np.searchsorted(ts, cts, side="right"))
                 lo = max(start, int(np.searchsorted(ts, cts - lookback, side="left")))
                 if end > lo:
