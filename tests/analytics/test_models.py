@@ -100,6 +100,55 @@ def test_early_signals_by_hand(early) -> None:  # type: ignore[no-untyped-def]
     assert q.promoter_early_signals(early.engine)["first_hour_intent_comments"].sum() == 0
 
 
+def test_early_history_before_t0(early) -> None:  # type: ignore[no-untyped-def]
+    sig = q.promoter_early_signals(early.engine).set_index("item_id")
+    hist = ["creator_past_views", "creator_past_purchases", "creator_past_follows"]
+    promoted = ["promoted_past_clicks", "promoted_past_purchases"]
+    # v1 starts the log of c1: nothing before it
+    assert sig.loc["v1", hist + promoted].tolist() == [0, 0, 0, 0, 0]
+    # v2 (day 1 00:00): c1's three v1 views, the k1 and k2 purchases of day 0 and u3's follow; its promoted
+    # k1 and k2 sold once each before it
+    assert sig.loc["v2", hist].tolist() == [3, 2, 1]
+    assert sig.loc["v2", promoted].tolist() == [0, 2]
+    assert sig.loc["v2", "creator_past_conversion"] == pytest.approx(2 / 3)
+    # L1 (day 2 12:00): v2's view too, and day 1's three purchases; k2 sold to u2 and u4 before it
+    assert sig.loc["L1", hist].tolist() == [4, 5, 1]
+    assert sig.loc["L1", promoted].tolist() == [0, 2]
+    # the clicks of u7 and u8 on day 2 come after every t0 and no viewer made them
+    assert sig["first_hour_clicks"].sum() == 0 and sig["first_hour_carts"].sum() == 0
+
+
+def test_early_click_through(store) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        ("view", ts(0, 10), "u1", "v1", {"watch_ratio": 0.8}),
+        ("click", ts(0, 10, 5), "u1", "k1", {}),  # a viewer clicks the promoted item: counts
+        ("add_to_cart", ts(0, 10, 6), "u1", "k1", {}),  # and adds it to the cart: counts
+        ("click", ts(0, 10, 10), "u2", "k1", {}),  # u2 has not viewed v1 yet
+        ("view", ts(0, 10, 30), "u2", "v1", {"watch_ratio": 0.4}),
+        ("view", ts(0, 10, 31), "u2", "v1", {"watch_ratio": 0.4}),  # twice: the click below counts once
+        ("click", ts(0, 10, 40), "u2", "k1", {}),  # counts
+        ("click", ts(0, 10, 45), "u2", "k2", {}),  # k2 is not what v1 promotes
+        ("click", ts(0, 11, 30), "u1", "k1", {}),  # after the first hour
+        ("purchase", ts(0, 11, 40), "u1", "k1", {"amount": 100.0}),
+        ("view", ts(1, 0), "u4", "v2", {"watch_ratio": 0.5}),
+    ]
+    load(
+        store.engine,
+        creators=[{"creator_id": "c1"}, {"creator_id": "c2"}],
+        items=ITEMS,
+        events=[event(f"e{n}", t, at, u, i, **x) for n, (t, at, u, i, x) in enumerate(rows)],
+    )
+    sig = q.promoter_early_signals(store.engine).set_index("item_id")
+    v1 = sig.loc["v1"]
+    assert (v1["first_hour_views"], v1["first_hour_clicks"], v1["first_hour_carts"]) == (3, 2, 1)
+    assert v1["first_hour_click_rate"] == pytest.approx(2 / 3)
+    assert (v1["purchases"], v1["creator_past_views"]) == (1, 0)
+    v2 = sig.loc["v2"]
+    assert (v2["first_hour_clicks"], v2["first_hour_carts"], v2["first_hour_click_rate"]) == (0, 0, 0.0)
+    # v2's history: v1's three views and the k1 purchase; k1 and k2 clicked five times before it
+    assert v2[["creator_past_views", "creator_past_purchases", "promoted_past_clicks"]].tolist() == [3, 1, 5]
+
+
 def test_promote_next_and_next_topics(early) -> None:  # type: ignore[no-untyped-def]
     d = q.paid_item_demand(early.engine, creator_id="c1").set_index("item_id")
     # k2: clicked and carted by u7 (no purchase); bought by u2, u4, u6

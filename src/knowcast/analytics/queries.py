@@ -913,10 +913,13 @@ def promoter_early_signals(
 
     t0 is the item's first view (or live join) in the log. Early signals, from [t0, t0 + window): views,
     viewers, mean watch ratio, likes, comments, shares, follows, and comments whose lower-cased text
-    contains one of ``intent_phrases`` (portable ``LIKE``). Catalog: is_live, number and mean price of the
-    paid items it promotes. Outcome: purchases of a promoted item by someone who viewed the item before,
-    within ``lookback_ms`` of that view and before t0 + ``horizon_ms`` (each purchase counted once), and
-    their revenue.
+    contains one of ``intent_phrases`` (portable ``LIKE``), and the click-through: clicks and add-to-carts
+    of a promoted item by a viewer of the window (``first_hour_clicks``, ``first_hour_carts``, and clicks
+    per view). Catalog: is_live, number and mean price of the paid items it promotes. History before t0
+    (no label leaks in): the creator's views, purchases and follows over all their items and their
+    conversion (purchases per view), and the promoted items' clicks and purchases by any path. Outcome:
+    purchases of a promoted item by someone who viewed the item before, within ``lookback_ms`` of that view
+    and before t0 + ``horizon_ms`` (each purchase counted once), and their revenue.
     """
     ev = events.alias("ev")
     promoter_kinds = ("short_video", "live")
@@ -975,6 +978,76 @@ def promoter_early_signals(
         .group_by(promotes.c.promoter_id)
         .cte("price")
     )
+    # Click-through in the window: clicks and add-to-carts of a promoted item by someone who viewed the
+    # promoter before them in the window (each event once, however many of its views preceded it).
+    vw, ck, pw = events.alias("vw"), events.alias("ck"), promotes.alias("pw")
+    touched = (
+        select(vw.c.item_id.label("promoter_id"), ck.c.id.label("event_id"), ck.c.type)
+        .select_from(
+            vw.join(t0, and_(t0.c.item_id == vw.c.item_id, vw.c.ts < t0.c.t0 + window_ms))
+            .join(pw, pw.c.promoter_id == vw.c.item_id)
+            .join(
+                ck,
+                and_(
+                    ck.c.user_id == vw.c.user_id,
+                    ck.c.item_id == pw.c.item_id,
+                    ck.c.type.in_(("click", "add_to_cart")),
+                    ck.c.ts >= vw.c.ts,
+                    ck.c.ts < t0.c.t0 + window_ms,
+                ),
+            )
+        )
+        .where(vw.c.type.in_(views), vw.c.ts >= t0.c.t0)
+        .distinct()
+        .subquery("touched")
+    )
+    clicks = (
+        select(
+            touched.c.promoter_id,
+            func.count(case((touched.c.type == "click", 1))).label("first_hour_clicks"),
+            func.count(case((touched.c.type == "add_to_cart", 1))).label("first_hour_carts"),
+        )
+        .group_by(touched.c.promoter_id)
+        .cte("clicks")
+    )
+    # History strictly before t0 (known when the item starts, so no label leaks in): the creator's audience
+    # and sales so far, over all their items, and how the promoted items have sold so far, by any path.
+    # ``type || ''``: the same rows, but the planner reads each item's own (item_id, ts) range instead of
+    # every view or purchase of the log once per item (SQLite chose the (type, ts) index: 10x slower).
+    own, mine, h = items.alias("own"), items.alias("mine"), events.alias("h")
+    creator_hist = (
+        select(
+            t0.c.item_id,
+            func.count(case((h.c.type.in_(views), 1))).label("creator_past_views"),
+            func.count(case((h.c.type == "purchase", 1))).label("creator_past_purchases"),
+            func.count(case((h.c.type == "follow", 1))).label("creator_past_follows"),
+        )
+        .select_from(
+            t0.join(own, own.c.id == t0.c.item_id)
+            .join(mine, mine.c.creator_id == own.c.creator_id)
+            .join(h, and_(h.c.item_id == mine.c.id, h.c.ts < t0.c.t0))
+        )
+        .where(h.c.type.op("||")(literal("")).in_((*views, "purchase", "follow")))
+        .group_by(t0.c.item_id)
+        .cte("creator_hist")
+    )
+    ph, pp = promotes.alias("ph"), events.alias("pp")
+    promoted_hist = (
+        select(
+            ph.c.promoter_id,
+            func.count(case((pp.c.type == "click", 1))).label("promoted_past_clicks"),
+            func.count(case((pp.c.type == "purchase", 1))).label("promoted_past_purchases"),
+        )
+        .select_from(
+            t0.join(ph, ph.c.promoter_id == t0.c.item_id).join(
+                pp, and_(pp.c.item_id == ph.c.item_id, pp.c.ts < t0.c.t0)
+            )
+        )
+        .where(pp.c.type.op("||")(literal("")).in_(("click", "purchase")))
+        .group_by(ph.c.promoter_id)
+        .cte("promoted_hist")
+    )
+    counts = [*list(clicks.c)[1:], *list(creator_hist.c)[1:], *list(promoted_hist.c)[1:]]
     v, p = events.alias("v"), events.alias("p")
     sold = (
         select(v.c.item_id.label("promoter_id"), p.c.id.label("purchase_id"), p.c.amount)
@@ -1016,6 +1089,7 @@ def promoter_early_signals(
             func.coalesce(intent.c.first_hour_intent_comments, 0).label("first_hour_intent_comments"),
             func.coalesce(price.c.n_promoted, 0).label("n_promoted"),
             price.c.promoted_price,
+            *[func.coalesce(c, 0).label(c.name) for c in counts],
             func.coalesce(outcome.c.purchases, 0).label("purchases"),
             func.coalesce(outcome.c.revenue, 0.0).label("revenue"),
         )
@@ -1024,12 +1098,17 @@ def promoter_early_signals(
             .join(early, early.c.item_id == t0.c.item_id)
             .outerjoin(intent, intent.c.item_id == t0.c.item_id)
             .outerjoin(price, price.c.promoter_id == t0.c.item_id)
+            .outerjoin(clicks, clicks.c.promoter_id == t0.c.item_id)
+            .outerjoin(creator_hist, creator_hist.c.item_id == t0.c.item_id)
+            .outerjoin(promoted_hist, promoted_hist.c.promoter_id == t0.c.item_id)
             .outerjoin(outcome, outcome.c.promoter_id == t0.c.item_id)
         )
         .order_by(t0.c.t0, t0.c.item_id)
     )
     df = _frame(engine, stmt)
     df["is_live"] = (df["kind"] == "live").astype(int)
+    df["first_hour_click_rate"] = df["first_hour_clicks"] / df["first_hour_views"].clip(lower=1)
+    df["creator_past_conversion"] = df["creator_past_purchases"] / df["creator_past_views"].clip(lower=1)
     for c in ("first_hour_watch_ratio", "promoted_price", "revenue"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     return df

@@ -201,9 +201,9 @@ def commercial_value(
     Label: the item drove at least one purchase of what it promotes within ``horizon_days`` of its first
     view (queries.promoter_early_signals). Only items that promote something are scored. The model is
     trained on the earlier items and evaluated on the later ones (models.time_split), next to trivial
-    baselines (the training rate; first-hour views alone). Then it is refitted on every item with a complete
-    label window and scores every item: ``score`` = P(drives a purchase), ``expected_revenue`` = score x
-    the mean revenue of the items that did.
+    baselines (the training rate; first-hour views alone; first-hour clicks on the promoted items alone).
+    Then it is refitted on every item with a complete label window and scores every item: ``score`` =
+    P(drives a purchase), ``expected_revenue`` = score x the mean revenue of the items that did.
     """
     from knowcast.analytics.creators import INTENT_PHRASES
 
@@ -228,7 +228,8 @@ def commercial_value(
     _, report = mdl.fit_and_evaluate(
         train, train["drove_purchase"].to_numpy(), test, test["drove_purchase"].to_numpy(),
         mdl.COMMERCIAL_FEATURES, target="drove_purchase", cutoff=cutoff,
-        heuristics={"first_hour_views": "first_hour_views"}, **model_params,
+        heuristics={"first_hour_views": "first_hour_views", "first_hour_clicks": "first_hour_clicks"},
+        **model_params,
     )  # fmt: skip
     done = sig[sig["label_complete"] == 1]
     final = mdl.ScoreModel(mdl.COMMERCIAL_FEATURES, **model_params).fit(done, done["drove_purchase"])
