@@ -148,6 +148,34 @@ def cookie_header(
     return "; ".join(parts)
 
 
+class ServerTimingMiddleware:
+    """A ``Server-Timing`` header on dashboard pages: ``app`` (wall ms inside the app) and ``cpu`` (process
+    CPU ms over the same span; with one request at a time, this request's CPU, which stays meaningful on a
+    loaded machine). Plain ASGI, and API and static paths pass straight through: a ``BaseHTTPMiddleware``
+    costs every API request a task and a stream."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path", "").startswith(("/static", "/v1")):
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        cpu0 = time.process_time()
+
+        async def send_timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                timing = (
+                    f"app;dur={(time.perf_counter() - t0) * 1000:.1f}, "
+                    f"cpu;dur={(time.process_time() - cpu0) * 1000:.1f}"
+                )
+                message["headers"] = [*message.get("headers", []), (b"server-timing", timing.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_timed)
+
+
 class WebSessionMiddleware:
     """Signed-cookie sessions for HTTP and WebSocket requests (see the module docstring)."""
 
@@ -173,7 +201,8 @@ class WebSessionMiddleware:
         new_anon = None
         if account is None:
             csrf = cookies.get(CSRF_COOKIE)
-            if not csrf or len(csrf) < 20:
+            if (not csrf or len(csrf) < 20) and not scope.get("path", "").startswith("/v1/"):
+                # Only pages need the sign-in form's token; API calls by key get no cookie to carry.
                 csrf = new_anon = secrets.token_urlsafe(24)
         state["account"] = account
         state["csrf"] = csrf
@@ -329,19 +358,7 @@ def mount_web(app: FastAPI) -> None:
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="web-static")
 
-    @app.middleware("http")
-    async def _timing(request: Request, call_next: Any) -> Response:
-        request.state.t0 = time.perf_counter()
-        cpu0 = time.process_time()
-        response = await call_next(request)
-        if not request.url.path.startswith(("/static", "/v1")):
-            # app: wall time inside the app; cpu: process CPU time over the same span (all threads: with
-            # one request at a time it is this request's CPU, which stays meaningful on a loaded machine).
-            response.headers["Server-Timing"] = (
-                f"app;dur={(time.perf_counter() - request.state.t0) * 1000:.1f}, "
-                f"cpu;dur={(time.process_time() - cpu0) * 1000:.1f}"
-            )
-        return response
+    app.add_middleware(ServerTimingMiddleware)
 
     @app.get("/static-plotly/plotly.min.js", include_in_schema=False)
     def plotly_js() -> FileResponse:
