@@ -50,6 +50,32 @@ def _load() -> str:
         return "n/a"
 
 
+def commercial_on_seed(args: argparse.Namespace, seed: int) -> list[dict[str, object]]:
+    """Simulate one more seed and score commercial value on it (both horizons): model vs one-column AUCs."""
+    from knowcast.analytics import service
+    from knowcast.services.demo import seed_demo
+    from knowcast.sim import SimConfig
+    from knowcast.store import Store
+
+    tmp = tempfile.mkdtemp(prefix=f"kc_models_{seed}_")
+    store = Store(f"sqlite:///{tmp}/sim.db").migrate()
+    cfg = SimConfig(seed=seed, n_creators=args.creators, n_items=args.items, n_users=args.users,
+                    days=args.days)  # fmt: skip
+    seed_demo(store.engine, cfg)
+    rows: list[dict[str, object]] = []
+    for horizon in (args.horizon, 1.0):
+        rep = service.commercial_value(store.engine, horizon_days=horizon, lookback_days=horizon)["report"]
+        m = rep.model
+        rows.append({"seed": seed, "horizon_days": horizon, "test": m.n,
+                     "positives": round(m.n * m.base_rate), "model_auc": m.auc,
+                     "first_hour_views_auc": rep.baselines["first_hour_views"].auc,
+                     "first_hour_clicks_auc": rep.baselines["first_hour_clicks"].auc, "brier": m.brier,
+                     "base_rate_brier": rep.baselines["base_rate"].brier})  # fmt: skip
+        print(rows[-1], flush=True)
+    store.dispose()
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=5000)
@@ -60,6 +86,13 @@ def main() -> None:
     ap.add_argument("--db", default=None, help="an already seeded store (skips the simulation)")
     ap.add_argument("--horizon", type=float, default=3.0, help="days, commercial value")
     ap.add_argument("--churn-horizon", type=int, default=7, help="days, churn and buy")
+    ap.add_argument(
+        "--check-seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="further simulator seeds on which to score commercial value only (a check on fresh runs)",
+    )
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "analytics_models.md"))
     args = ap.parse_args()
 
@@ -116,6 +149,24 @@ def main() -> None:
                      _markdown(tab), "", "Reliability bins of the model (deciles of its probability):",
                      "", _markdown(cal), ""]  # fmt: skip
 
+    checks = [commercial_on_seed(args, seed) for seed in args.check_seeds]
+    check_lines = []
+    if checks:
+        tab = pd.DataFrame([r for rows in checks for r in rows])
+        wins = int(
+            (tab["model_auc"] > tab[["first_hour_views_auc", "first_hour_clicks_auc"]].max(axis=1)).sum()
+        )
+        check_lines = [
+            "## Commercial value on further seeds",
+            "",
+            f"Seeds {', '.join(map(str, args.check_seeds))}: same sizes, simulated and scored in this run;",
+            "none was used to choose the features or settings (seeds 1-4 were). The model's AUC is above",
+            f"both one-column baselines in {wins} of {len(tab)} cases.",
+            "",
+            _markdown(tab),
+            "",
+        ]
+
     cmd = "python benchmarks/analytics_models.py " + " ".join(sys.argv[1:])
     lines = [
         "# Analytics models: commercial value, churn, buy propensity (AUC / Brier on a time split)",
@@ -127,9 +178,10 @@ def main() -> None:
         "",
         "Every model is trained on the earlier period and scored on the later one; the baselines are",
         "scored on the same cases in the same run: `base_rate` (the training positive rate for everyone:",
-        "AUC 0.5 and the Brier score to beat) and one column used as a score (`first_hour_views` for",
-        "commercial value, `recency_days` for churn, `n_view` for buying). ECE = expected calibration error",
-        "over the deciles.",
+        "AUC 0.5 and the Brier score to beat) and one column used as a score (`first_hour_views` and",
+        "`first_hour_clicks` for commercial value, `recency_days` for churn, `n_view` for buying); the best",
+        "baseline AUC is the higher of the one-column scores. ECE = expected calibration error over the",
+        "deciles.",
         "",
         _markdown(pd.DataFrame(summary)),
         "",
@@ -140,12 +192,22 @@ def main() -> None:
             for r in summary
         ),
         "",
-        "In the simulator sales follow views, so first-hour views alone rank videos and lives well; the",
-        "later (test) items also include far more lives than the training items, a shift a few hundred",
-        "training items cannot cover. What the model adds over a view count is a calibrated probability",
-        "(Brier below the base rate's) and an expected revenue. The simulator writes almost no",
-        "purchase-intent comments, so that feature is idle here (it is tested on a hand-built log).",
+        "Why views alone were hard to beat, and what was added. In the simulator a short video has one view",
+        "in its first hour (the median; lives have dozens), so the first-hour signals that the model had",
+        "(views, watch ratio, likes, comments, intent comments) barely separate the short videos, and the",
+        "model with them alone scored about as well as first-hour views on development seeds (mean AUC",
+        "0.784 vs 0.767 over seeds 1-4, below it on two). The features now added carry information views do",
+        "not: the click-through (clicks and add-to-carts of the promoted item by the window's viewers,",
+        "clicks per view) and how the promoted items sold before t0 (clicks, purchases by any path: no",
+        "label leak). They were chosen on seeds 1-4 (3-day horizon: mean test AUC 0.825, above first-hour",
+        "views on each of the four), never on this run's test items; the creator's own history (views,",
+        "sales, follows, conversion before t0) is computed too but left out of the model: it helped on two",
+        "development seeds and hurt on two. The test sets are ~100 items with ~20 positives, so a single",
+        "run's AUC moves by about ±0.05; the figure to trust is the model against both one-column baselines",
+        "across seeds (the further seeds below, when run with `--check-seeds`). The simulator writes almost",
+        "no purchase-intent comments, so that feature is idle here (it is tested on a hand-built log).",
         "",
+        *check_lines,
         *sections,
     ]
     Path(args.out).write_text("\n".join(lines) + "\n")
