@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -17,15 +18,19 @@ from knowcast.store import Store
 ANONYMOUS_ADMIN = Principal(key_id=None, name="local (auth off)", scopes=frozenset({"admin"}))
 
 
-def get_settings(request: Request) -> Settings:
+# The cheap dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in the thread pool, a
+# hand-off that costs more than the attribute read itself, on every request.
+
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return request.app.state.store.engine
 
 
@@ -48,7 +53,7 @@ _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the API key itself")
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
     x_api_key: Annotated[str | None, Security(_api_key_header)] = None,
@@ -69,13 +74,19 @@ def get_principal(
             "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    with request.app.state.store.sessions() as session:
-        row = verify_api_key(session, secret)
-        if row is None:
-            raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-        principal = Principal(key_id=row.id, name=row.name, scopes=frozenset(row.scopes))
+    principal = await run_in_threadpool(_principal_for_key, request.app.state.store, secret)  # a DB read
+    if principal is None:
+        raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     request.state.principal = principal
     return principal
+
+
+def _principal_for_key(store: Store, secret: str) -> Principal | None:
+    with store.sessions() as session:
+        row = verify_api_key(session, secret)
+        if row is None:
+            return None
+        return Principal(key_id=row.id, name=row.name, scopes=frozenset(row.scopes))
 
 
 def require_scope(scope: str) -> Callable[..., Principal]:
@@ -85,7 +96,7 @@ def require_scope(scope: str) -> Callable[..., Principal]:
     and a creator may only see their own items, rooms and revenue, which the dashboard pages filter for them.
     """
 
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.creator_id is not None:
             raise HTTPException(
                 403, "creator accounts see their own data in the dashboard; the /v1 API needs an API key"
