@@ -205,3 +205,62 @@ def test_blocked_comments_skip_text_analysis_unless_asked():
     assert a.verdict.action == "block" and a.sentiment.label == "neutral" and a.keywords == []
     b = CommentPipeline(analyze_blocked=True).analyze(text)
     assert b.verdict.action == "block" and b.keywords
+
+
+def _room_view(room: RoomState) -> tuple[dict, dict]:
+    rec, snap = room.record(), room.snapshot(20)
+    return rec, snap
+
+
+@needs_data
+@pytest.mark.parametrize("batch", [1, 37, 500])
+def test_add_comments_gives_the_same_room_as_add_comment(batch):
+    """The batch path (moderation of the whole batch, each distinct text analysed once, vectorised sentiment)
+    leaves the room exactly as one add_comment per comment does: verdicts (flood included), sentiment,
+    questions, trending, highlights, metrics, the record."""
+    recs = read_chat_log(DATA / "danmaku" / "bilibili_av80976236.csv")[:1500]
+    items = [(r.text, r.offset_s, r.user_id, f"c{i}") for i, r in enumerate(recs)]
+    one = RoomState(pipeline=CommentPipeline())
+    for it in items:
+        one.add_comment(*it)
+    many = RoomState(pipeline=CommentPipeline())
+    out = []
+    for i in range(0, len(items), batch):
+        out += many.add_comments(items[i : i + batch])
+    assert [a.comment_id for a in out] == [it[3] for it in items]
+    assert _room_view(one) == _room_view(many)
+    assert one.verdict_counts["block"] > 50 and one.questions.top(5)
+
+
+@needs_data
+def test_analyze_many_matches_analyze(pipeline):
+    texts = ["这个课程怎么买？", "主播讲得太好了666", "加v：abc12345", "", "打倒恶俗！" * 3, "垃圾 退钱"] * 8
+    many = pipeline.analyze_many(texts)
+    for t, b in zip(texts, many, strict=True):
+        a = pipeline.analyze(t)
+        assert (a.normalized, a.verdict, a.is_question, a.keywords, a.tokens) == (
+            b.normalized,
+            b.verdict,
+            b.is_question,
+            b.keywords,
+            b.tokens,
+        )
+        assert a.sentiment.label == b.sentiment.label
+        assert abs(a.sentiment.score - b.sentiment.score) < 1e-9
+
+
+@needs_data
+def test_sentiment_analyze_many_matches_analyze():
+    from knowcast.text.normalize import normalize
+    from knowcast.text.sentiment import default_model
+    from knowcast.text.tokenize import tokenize
+
+    model = default_model()
+    texts = [normalize(r.text) for r in read_chat_log(DATA / "danmaku" / "bilibili_av80976236.csv")[:2000]]
+    toks = [tokenize(t, stopwords=False, normalized=True) for t in texts]
+    many = model.analyze_many(texts, toks)
+    for t, k, b in zip(texts, toks, many, strict=True):
+        a = model.analyze(t, k, normalized=True)
+        assert a.label == b.label, t
+        assert abs(a.score - b.score) < 1e-9
+        assert abs(a.p_positive - b.p_positive) < 1e-9

@@ -12,8 +12,8 @@ after-the-fact analysis.
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from collections.abc import Iterable
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -30,6 +30,11 @@ from knowcast.text.tokenize import remove_stopwords, tokenize
 MAX_COMMENT_CHARS = 10_000
 _CACHE_MAX_CHARS = 512  # longer texts are analysed afresh (bounds the caches' memory)
 _NEUTRAL = Sentiment("neutral", 0.0, 0.5)
+#: What the pipeline derives from a normalised text: (sentiment, is_question, tokens without stop words,
+#: keywords).
+TextAnalysis = tuple[Sentiment, bool, tuple[str, ...], tuple[str, ...]]
+#: One comment of a batch: (text, ts, user_id, comment_id).
+CommentItem = tuple[str | bytes, float, str | None, str | None]
 
 
 @dataclass(slots=True)
@@ -94,19 +99,60 @@ class CommentPipeline:
         self.analyze_blocked = analyze_blocked
         if cache_size:
             self._norm = lru_cache(maxsize=cache_size)(normalize)
-            self._text = lru_cache(maxsize=cache_size)(self._analyze_text)
         else:
             self._norm = normalize
-            self._text = self._analyze_text
+        self._texts: OrderedDict[str, TextAnalysis] = OrderedDict()  # LRU of _analyze_text results
 
-    def _analyze_text(self, norm: str) -> tuple[Sentiment, bool, tuple[str, ...], tuple[str, ...]]:
+    def _analyze_text(self, norm: str) -> TextAnalysis:
         """(sentiment, is_question, tokens without stop words, keywords) of normalised text."""
         all_toks = tokenize(norm, stopwords=False, normalized=True) if norm else []
+        return self._finish_text(norm, all_toks, self.sentiment.analyze(norm, all_toks, normalized=True))
+
+    def _finish_text(self, norm: str, all_toks: list[str], senti: Sentiment) -> TextAnalysis:
         toks = remove_stopwords(all_toks)
-        senti = self.sentiment.analyze(norm, all_toks, normalized=True)
         q = is_question(norm, normalized=True)
         kws = keywords(norm, self.n_keywords, tokens=toks)
         return senti, q, tuple(toks), tuple(kws)
+
+    def _text(self, norm: str) -> TextAnalysis:
+        """:meth:`_analyze_text` through the LRU cache (texts up to ``_CACHE_MAX_CHARS``)."""
+        t = self._texts.get(norm)
+        if t is not None:
+            self._texts.move_to_end(norm)
+            return t
+        t = self._analyze_text(norm)
+        self._remember(norm, t)
+        return t
+
+    def _remember(self, norm: str, t: TextAnalysis) -> None:
+        if self.cache_size and len(norm) <= _CACHE_MAX_CHARS:
+            self._texts[norm] = t
+            if len(self._texts) > self.cache_size:
+                self._texts.popitem(last=False)
+
+    def _analyze_texts(self, norms: list[str]) -> list[TextAnalysis]:
+        """:meth:`_analyze_text` of distinct texts, cache misses together: sentiment scores them in one
+        vectorised pass (:meth:`SentimentModel.analyze_many`, when the model has it)."""
+        out: list[TextAnalysis | None] = []
+        miss: list[int] = []
+        for k, norm in enumerate(norms):
+            t = self._texts.get(norm)
+            if t is not None:
+                self._texts.move_to_end(norm)
+            else:
+                miss.append(k)
+            out.append(t)
+        batch = getattr(self.sentiment, "analyze_many", None)
+        if miss and batch is not None:
+            texts = [norms[k] for k in miss]
+            toks = [tokenize(n, stopwords=False, normalized=True) if n else [] for n in texts]
+            for k, norm, all_toks, senti in zip(miss, texts, toks, batch(texts, toks), strict=True):
+                out[k] = t = self._finish_text(norm, all_toks, senti)
+                self._remember(norm, t)
+        else:
+            for k in miss:
+                out[k] = self._text(norms[k])
+        return out  # type: ignore[return-value]
 
     def analyze(
         self,
@@ -128,18 +174,58 @@ class CommentPipeline:
         if verdict.action == "block" and not self.analyze_blocked:
             return AnalyzedComment(head, norm, ts, user_id, verdict, _NEUTRAL, False, [], [], None,
                                    comment_id)  # fmt: skip
-        senti, q, toks, kws = self._text(norm) if short else self._analyze_text(norm)
+        senti, q, toks, kws = self._text(norm)
         return AnalyzedComment(head, norm, ts, user_id, verdict, senti, q, list(kws), list(toks), None,
                                comment_id)  # fmt: skip
 
     def cache_clear(self) -> None:
         """Forget cached text analyses (benchmarks start cold; a retrained model should too)."""
-        for f in (self._norm, self._text):
-            if hasattr(f, "cache_clear"):
-                f.cache_clear()
+        if hasattr(self._norm, "cache_clear"):
+            self._norm.cache_clear()
+        self._texts.clear()
 
     def analyze_many(self, texts: Iterable[str | bytes]) -> list[AnalyzedComment]:
-        return [self.analyze(t) for t in texts]
+        """:meth:`analyze` of each text (time 0, anonymous), through the batch path."""
+        return self.analyze_batch([(t, 0.0, None, None) for t in texts])
+
+    def analyze_batch(
+        self, items: Sequence[CommentItem], flood: FloodGuard | None = None
+    ) -> list[AnalyzedComment]:
+        """:meth:`analyze` of each ``(text, ts, user_id, comment_id)`` item, in order, with the same results
+        (``flood`` sees the comments in order, as one-by-one calls would feed it), but batched: moderation
+        runs once over the batch (:meth:`Moderator.moderate_many`) and each distinct text is normalised and
+        analysed (tokens, sentiment, question, keywords) once, however often the batch repeats it."""
+        raws = [to_text(it[0]) for it in items]
+        verdicts = self.moderator.moderate_many(raws)
+        if flood is not None:
+            for k, (raw, it) in enumerate(zip(raws, items, strict=True)):
+                fv = flood.check(raw, it[2], it[1])
+                v = verdicts[k]
+                if fv.flagged and (not v.flagged or (v.action == "review" and fv.action == "block")):
+                    verdicts[k] = fv
+        heads = [raw[:MAX_COMMENT_CHARS] for raw in raws]
+        norm_of: dict[str, str] = {}
+        for head in heads:
+            if head not in norm_of:
+                norm_of[head] = self._norm(head) if len(head) <= _CACHE_MAX_CHARS else normalize(head)
+        wanted = {
+            norm_of[head]: None
+            for head, v in zip(heads, verdicts, strict=True)
+            if v.action != "block" or self.analyze_blocked
+        }
+        text_of = dict(zip(wanted, self._analyze_texts(list(wanted)), strict=True))
+        out: list[AnalyzedComment] = []
+        for head, v, it in zip(heads, verdicts, items, strict=True):
+            norm = norm_of[head]
+            t = text_of.get(norm)
+            if t is None or (v.action == "block" and not self.analyze_blocked):
+                out.append(AnalyzedComment(head, norm, it[1], it[2], v, _NEUTRAL, False, [], [], None, it[3]))
+            else:
+                senti, q, toks, kws = t
+                out.append(
+                    AnalyzedComment(head, norm, it[1], it[2], v, senti, q, list(kws), list(toks), None, it[3])
+                )
+        return out
 
 
 class RoomState:
@@ -185,11 +271,26 @@ class RoomState:
         return ts - self.start_ts
 
     # ------------------------------------------------------------------ input
+    def add_comments(self, items: Sequence[CommentItem]) -> list[AnalyzedComment]:
+        """:meth:`add_comment` for each ``(text, ts, user_id, comment_id)`` item in order (ts non-decreasing),
+        with the same room state afterwards, through :meth:`CommentPipeline.analyze_batch` (moderation of
+        the whole batch at once, each distinct text analysed once)."""
+        offs = [self._offset(it[1]) for it in items]
+        analyzed = self.pipeline.analyze_batch(items, flood=self.flood)
+        for a, off, it in zip(analyzed, offs, items, strict=True):
+            self._apply(a, off, it[1], it[2])
+        return analyzed
+
     def add_comment(
         self, text: str | bytes, ts: float, user_id: str | None = None, comment_id: str | None = None
     ) -> AnalyzedComment:
         off = self._offset(ts)
         a = self.pipeline.analyze(text, ts, user_id, comment_id, flood=self.flood)
+        self._apply(a, off, ts, user_id)
+        return a
+
+    def _apply(self, a: AnalyzedComment, off: float, ts: float, user_id: str | None) -> None:
+        """The room-level steps for one analysed comment (``off``: its offset from the room's start)."""
         self.verdict_counts[a.verdict.action] += 1
         self.metrics.on_comment(user_id, ts)
         if a.verdict.action != "block":
@@ -206,7 +307,6 @@ class RoomState:
         self._recent.append(a)
         if self.keep_record:
             self.comments.append(a)
-        return a
 
     def add_event(
         self,
@@ -289,4 +389,4 @@ class RoomState:
         }
 
 
-__all__ = ["MAX_COMMENT_CHARS", "PASS", "AnalyzedComment", "CommentPipeline", "RoomState"]
+__all__ = ["MAX_COMMENT_CHARS", "PASS", "AnalyzedComment", "CommentItem", "CommentPipeline", "RoomState"]

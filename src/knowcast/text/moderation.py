@@ -36,15 +36,19 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from bisect import bisect_left
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import accumulate, compress
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import ahocorasick
+import numpy as np
 
+from knowcast.text.moderation_batch import BatchGate, BatchScan
 from knowcast.text.normalize import fold, to_text
 
 Action = Literal["pass", "review", "block"]
@@ -183,6 +187,14 @@ def _pyraw_table() -> list[int | str | None]:
 
 
 @lru_cache(maxsize=1)
+def _pinyin_len_table() -> list[str]:
+    """Code point → chr(length of its toneless pinyin), chr(1) for characters without one (letters,
+    digits): the lengths that map pinyin offsets back to skeleton characters."""
+    py = pinyin_table()
+    return [chr(len(py.get(cp, "x"))) for cp in range(_MAX_CP)]
+
+
+@lru_cache(maxsize=1)
 def _syllable_units() -> dict[int, str]:
     """Han character → two units naming its toneless pinyin syllable number n: chr(0x100 + n // 24) and
     chr(0x200 + n % 24).
@@ -223,6 +235,7 @@ def _contact_gate_keys() -> tuple[str, ...]:
 
 _GATE = ("", "", "pass", "gate")  # automaton payload of a gate key
 _CACHE_MAX_CHARS = 512
+_BATCH_MIN = 32  # smaller batches are judged one by one (the vectorised pass has a fixed cost)
 _ENC_LATIN_RE = re.compile("\u0100[a-z]")  # a Latin letter in the two-unit encoding
 
 
@@ -253,8 +266,22 @@ def _digit_run(raw: str) -> str | None:
     return re.sub(r"\D", "", m.group(0)) if m else None
 
 
+@lru_cache(maxsize=1)
+def _skel_len_table() -> list[str]:
+    """Code point → one character naming how many skeleton characters it becomes: "\x00" (dropped),
+    "\x01" (one) or "\x02" (several: ½ → 12)."""
+    return ["\x00" if t is None else ("\x01" if len(t) == 1 else "\x02") for t in _skel_table()]  # type: ignore[arg-type]
+
+
 def _skeleton_index_map(text: str, upto: int | None = None) -> list[int]:
-    """For each skeleton character, the index of the original character it came from (built only on a hit)."""
+    """For each skeleton character, the index of the original character it came from (built only on a hit).
+
+    The common case (every character dropped or kept as one) is one ``str.translate`` to 0/1 markers and
+    ``itertools.compress`` over them, both in C; a text with a character that expands or lies beyond the
+    tables takes the per-character loop."""
+    marks = text.translate(_skel_len_table())
+    if not marks or max(marks) <= "\x01":
+        return list(compress(range(len(marks)), marks.encode("latin-1")))
     table = _skel_table()
     out: list[int] = []
     for i, ch in enumerate(text):
@@ -262,10 +289,7 @@ def _skeleton_index_map(text: str, upto: int | None = None) -> list[int]:
         t = table[cp] if cp < _MAX_CP else None
         if t is None:
             continue
-        if isinstance(t, int):
-            out.append(i)
-        else:
-            out.extend([i] * len(t))
+        out.extend([i] * len(t))  # type: ignore[arg-type]
         if upto is not None and len(out) >= upto:
             break
     return out
@@ -385,14 +409,19 @@ def _lexicon_entries(folder: Path) -> tuple[dict[str, str], dict[str, str]]:
     return categorised, plain
 
 
-@dataclass
-class _Hit:
+class _Hit(NamedTuple):
+    """One match. A named tuple, so the scan loops build hits with one C call (``_new_hit``); raid spam
+    pastes a slogan many times and yields hundreds of hits per batch."""
+
     start: int  # skeleton indices, end exclusive
     end: int
     word: str
     category: str
     action: Action
     how: str
+
+
+_new_hit = tuple.__new__  # _new_hit(_Hit, (start, end, word, category, action, how))
 
 
 @dataclass
@@ -479,6 +508,7 @@ class Moderator:
                     entries[key] = ("ads", "review", "contact cue")  # a cue alone is review; cue + id blocks
         for key, (cat, action, how) in entries.items():
             automaton.add_word(_encode_key(key), (key, cat, action, how))
+        self._scan_keys: list[str] = list(entries)  # every key of the main automaton (for moderate_many)
         n_gates = 0
         if self.contacts:
             # Gate keys ride along in the same pass: two digit-like characters in a row (every phone number,
@@ -487,6 +517,7 @@ class Moderator:
             for key in _contact_gate_keys():
                 if key not in entries:
                     automaton.add_word(_encode_key(key), _GATE)
+                    self._scan_keys.append(key)
                     n_gates += 1
         self._enc = _enc_table()
         self.n_words = len(entries)
@@ -525,7 +556,12 @@ class Moderator:
         # Pinyin automaton over lexicon words of >= min_pinyin_chars Han characters.
         self._py_auto: ahocorasick.Automaton | None = None
         self._syl_auto = None
+        self._py_keys: list[str] = []
+        self._syl_keys: list[str] = []
+        self._batch_gate: BatchGate | None = None
+        _skel_len_table()  # built now, not on the first hit
         if self.pinyin and entries:
+            _pinyin_len_table()
             table = pinyin_table()
             self._py_table = table
             self._pyraw = _pyraw_table()
@@ -542,6 +578,7 @@ class Moderator:
                 pk = key.translate(table)
                 if len(pk) >= self.min_pinyin_letters and pk.isascii():
                     py.add_word(pk, (pk, key, cat))
+                    self._py_keys.append(pk)
                     n += 1
             if n:
                 py.make_automaton()
@@ -561,6 +598,7 @@ class Moderator:
                 pk = key.translate(table)
                 if len(pk) >= self.min_pinyin_letters and pk.isascii():
                     sy.add_word(key.translate(syl_map), key)
+                    self._syl_keys.append(key)
                     m += 1
             self._syl_auto: ahocorasick.Automaton | None = None
             if m:
@@ -590,6 +628,11 @@ class Moderator:
         enc = raw.translate(self._enc)
         if not enc:
             return PASS
+        hits, gate = self._scan(enc)
+        return self._judge(raw, enc, hits, gate)
+
+    def _scan(self, enc: str) -> tuple[list[_Hit] | None, bool]:
+        """(lexicon/cue hits or None, whether a digit/link gate key occurs) of an encoded skeleton."""
         hits: list[_Hit] | None = None
         gate = False
         if self._auto is not None:
@@ -599,23 +642,36 @@ class Moderator:
                     continue
                 if hits is None:
                     hits = []
-                key, cat, action, how = val
                 e = (end + 1) // 2
-                hits.append(_Hit(e - len(key), e, key, cat, action, how))
+                hits.append(_new_hit(_Hit, (e - len(val[0]), e, *val)))
+        return hits, gate
+
+    def _judge(
+        self,
+        raw: str,
+        enc: str,
+        hits: list[_Hit] | None,
+        gate: bool,
+        sk: str | None = None,
+        idx: list[int] | None = None,
+    ) -> Verdict:
+        """The verdict from the scan of ``enc`` (``raw`` without characters beyond the tables). ``sk`` (the
+        skeleton) and ``idx`` (:func:`_skeleton_index_map` of ``raw``) may come precomputed from a batch."""
         if hits is None:
             # Fast exit for the common clean comment: no homophone/pinyin key, no digits, no link.
             if not (gate and (_DIGIT_PRE.search(raw) or _URL_PRE.search(raw))) and not self._pinyin_gate(
                 raw, enc
             ):
                 return PASS
-        sk = raw.translate(_skel_table())
+        if sk is None:
+            sk = raw.translate(_skel_table())
         if hits is not None:
             hits = self._filter(sk, hits, enc)
         best = _best(hits)
         if best is not None and best.action == "block" and best.how != "contact cue":
-            return self._verdict(raw, sk, best)
+            return self._verdict(raw, sk, best, idx)
         if self._py_auto is not None:
-            py_hit = self._pinyin_hit(sk, raw)
+            py_hit = self._pinyin_hit(sk, raw, idx)
             if py_hit is not None:
                 best = _best([h for h in (best, py_hit) if h is not None])
         if self.contacts:
@@ -624,7 +680,7 @@ class Moderator:
                 best = _best([h for h in (best, c_hit) if h is not None])
         if best is None:
             return PASS
-        return self._verdict(raw, sk, best)
+        return self._verdict(raw, sk, best, idx)
 
     def _pinyin_gate(self, raw: str, enc: str) -> bool:
         """Could the text hold a lexicon word spelled in pinyin or homophones? Texts with Latin letters (seen
@@ -641,11 +697,76 @@ class Moderator:
         return next(self._py_auto.iter(raw.translate(self._pyraw)), None) is not None
 
     def moderate_many(self, texts: Iterable[str | bytes]) -> list[Verdict]:
-        return [self.moderate(t) for t in texts]
+        """Judge a batch of comments: the same verdicts as :meth:`moderate` one by one, faster on batches.
+
+        Repeated texts are judged once. On a batch of at least ``_BATCH_MIN`` distinct texts, one vectorised
+        pass over all of them (:mod:`knowcast.text.moderation_batch`) picks the few that could hold a
+        lexicon word, a contact pattern or a homophone/pinyin spelling; only those are judged one by one
+        (through the verdict cache), the others pass without any per-comment work."""
+        raws = [t if type(t) is str else to_text(t) for t in texts]
+        uniq = list(dict.fromkeys(raws))
+        if len(uniq) < _BATCH_MIN or self._auto is None:
+            judged = {t: self.moderate(t) for t in uniq}
+        else:
+            if self._batch_gate is None:
+                self._batch_gate = BatchGate(
+                    _skel_table(),
+                    self._scan_keys,
+                    self._py_table if self._py_auto is not None else None,
+                    self._syl_keys if self._syl_auto is not None else (),
+                    self._py_keys,
+                )
+            judged = dict.fromkeys(uniq, PASS)
+            judged.update(self._judge_batch(uniq, self._batch_gate.scan(uniq)))
+        return [judged[t] for t in raws]
+
+    def _judge_batch(self, texts: list[str], scan: BatchScan) -> dict[str, Verdict]:
+        """Verdicts of the candidates of a batch scan. Their skeletons (from the scan) are encoded and joined
+        with a character that is in no key, the main automaton walks the joined string once, and each
+        comment's hits (offsets made local) go to :meth:`_judge`, as :meth:`_moderate` would pass them."""
+        out: dict[str, Verdict] = {}
+        todo: list[int] = []
+        for i in scan.candidates.tolist():
+            if scan.fallback[i]:
+                out[texts[i]] = self.moderate(texts[i])
+            else:
+                todo.append(i)
+        if not todo:
+            return out
+        sks = [scan.skeletons[i] for i in todo]
+        a = np.frombuffer("\u0400".join(sks).encode("utf-32-le"), np.uint32)
+        units = np.empty(2 * len(a), np.uint32)
+        units[0::2] = 0x100 + (a >> 8)  # the two-unit encoding of _enc_table; U+0400 is no skeleton char
+        units[1::2] = a & 0xFF
+        joined = units.tobytes().decode("utf-32-le")
+        starts = list(accumulate((2 * len(sk) + 2 for sk in sks[:-1]), initial=0))
+        ends = [st + 2 * len(sk) for st, sk in zip(starts, sks, strict=True)]
+        hits: list[list[_Hit] | None] = [None] * len(todo)
+        gates = [False] * len(todo)
+        j = 0
+        if self._auto is not None:
+            for end, val in self._auto.iter(joined):
+                while end >= ends[j]:
+                    j += 1
+                if val is _GATE:
+                    gates[j] = True
+                    continue
+                e = (end - starts[j] + 1) // 2
+                h = _new_hit(_Hit, (e - len(val[0]), e, *val))
+                lst = hits[j]
+                if lst is None:
+                    hits[j] = [h]
+                else:
+                    lst.append(h)
+        for j, i in enumerate(todo):
+            if ends[j] > starts[j]:
+                out[texts[i]] = self._judge(texts[i], joined[starts[j] : ends[j]], hits[j], gates[j], sks[j])
+        return out
 
     def _filter(self, sk: str, hits: list[_Hit], enc: str | None = None) -> list[_Hit]:
         """Drop hits covered by allow words, straddling word boundaries, or ASCII words glued to letters."""
         allow_spans: list[tuple[int, int, bool]] | None = None
+        allow_starts: list[int] = []
         kept: list[_Hit] = []
         for h in hits:
             if h.how == "contact cue":
@@ -670,8 +791,14 @@ class Moderator:
                     for end, (key, explicit) in self._allow.iter(e_text, 2 * lo, min(len(e_text), 2 * hi)):
                         e = (end + 1) // 2
                         allow_spans.append((e - len(key), e, explicit))
+                # Sorted by start: a span that overlaps a hit starts after hit.start - _allow_maxlen and
+                # before hit.end, so each hit looks only at that slice (raid texts have hundreds of spans).
+                allow_spans.sort()
+                allow_starts = [a[0] for a in allow_spans]
             covered = False
-            for a0, a1, explicit in allow_spans:
+            lo_i = bisect_left(allow_starts, h.start - self._allow_maxlen)
+            hi_i = bisect_left(allow_starts, h.end)
+            for a0, a1, explicit in allow_spans[lo_i:hi_i]:
                 if a1 <= h.start or a0 >= h.end:
                     continue  # no overlap: none of the rules below can apply
                 if a0 <= h.start and h.end <= a1 and (a1 - a0) > (h.end - h.start):
@@ -691,23 +818,25 @@ class Moderator:
                 kept.append(h)
         return kept
 
-    def _pinyin_hit(self, sk: str, raw: str | None = None) -> _Hit | None:
-        py = sk.translate(self._py_table)
+    def _pinyin_hit(self, sk: str, raw: str | None = None, idx: list[int] | None = None) -> _Hit | None:
+        py = sk.translate(self._pyraw)  # a skeleton character's own pinyin (list table: faster than a dict)
         found = None
         for end, (pk, key, cat) in self._py_auto.iter(py):  # type: ignore[union-attr]
             found = (end - len(pk) + 1, end + 1, pk, key, cat)
             break
         if found is None:
             return None
-        idx = _skeleton_index_map(raw) if raw is not None else []
+        if idx is None:
+            idx = _skeleton_index_map(raw) if raw is not None else []
         # map pinyin offsets back to skeleton chars; accept only syllable-aligned matches
-        starts: dict[int, int] = {}
-        ends: dict[int, int] = {}
-        pos = 0
-        for i, ch in enumerate(sk):
-            starts[pos] = i
-            pos += len(self._py_table.get(ord(ch), ch))
-            ends[pos] = i + 1
+        # pinyin offset where each skeleton character starts: accumulated lengths, all in C
+        lens = sk.translate(_pinyin_len_table())
+        if lens.isascii():
+            offs = list(accumulate(lens.encode("ascii"), initial=0))
+        else:  # a character beyond the tables (never in a skeleton built by _moderate)
+            offs = list(accumulate((len(self._py_table.get(ord(c), c)) for c in sk), initial=0))
+        starts = dict(zip(offs[:-1], range(len(sk)), strict=True))
+        ends = dict(zip(offs[1:], range(1, len(sk) + 1), strict=True))
         for end, (pk, key, cat) in self._py_auto.iter(py):  # type: ignore[union-attr]
             p0, p1 = end - len(pk) + 1, end + 1
             if p0 in starts and p1 in ends:
@@ -754,12 +883,13 @@ class Moderator:
             return cue
         return None
 
-    def _verdict(self, raw: str, sk: str, h: _Hit) -> Verdict:
+    def _verdict(self, raw: str, sk: str, h: _Hit, idx: list[int] | None = None) -> Verdict:
         if h.start < 0:  # URL / digit run: found on the folded text; locate it in the raw text if we can
             i = fold(raw).find(h.word[:8]) if h.how == "url" else -1
             span = (i, min(len(raw), i + len(h.word))) if i >= 0 else None
         else:
-            idx = _skeleton_index_map(raw, h.end)
+            if idx is None:
+                idx = _skeleton_index_map(raw, h.end)
             span = (idx[h.start], idx[h.end - 1] + 1) if h.end - 1 < len(idx) else None
         if h.how == "pinyin":
             reason = f"sounds like a {h.category} word ({h.word}): homophone or pinyin"

@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import repeat
+from itertools import chain, repeat
 from operator import add, itemgetter
 from pathlib import Path
 
@@ -286,12 +286,24 @@ class SentimentModel:
         if not s:
             return None
         toks = tokens if tokens is not None else tokenize(s, stopwords=False, normalized=True)
+        return self._finish(
+            s,
+            col,
+            (
+                self._rows_score(self._char_rows(s.replace(" ", "")), col),
+                self._family_score(1, word_grams(toks), col),
+            ),
+            slang,
+            shrink,
+        )
+
+    def _finish(
+        self, s: str, col: int, parts: tuple[float | None, float | None], slang: bool, shrink: bool
+    ) -> float | None:
+        """The log-odds from the two families' shares (None: no known n-gram in that family)."""
         z = float(self.intercept[col])
         known = False
-        for part in (
-            self._rows_score(self._char_rows(s.replace(" ", "")), col),
-            self._family_score(1, word_grams(toks), col),
-        ):
+        for part in parts:
             if part is not None:
                 z += part
                 known = True
@@ -307,6 +319,64 @@ class SentimentModel:
                 known = True
                 z += bonus
         return z if known else None
+
+    def logit_many(
+        self,
+        texts: Sequence[str],
+        tokens: Sequence[Sequence[str]],
+        *,
+        slang: bool = True,
+        domain: str | None = None,
+        shrink: bool = True,
+    ) -> list[float | None]:
+        """:meth:`logit` of many normalised texts with their tokens (stop words kept): the same numbers up
+        to float rounding (sums taken in the same order; a dot product may round its last bit differently).
+
+        Why: scoring one text is a handful of NumPy calls on arrays of a few dozen rows, so their fixed cost
+        dominates; here each family's rows of all texts are counted per text (``Counter``, in C), laid end
+        to end and scored with one gather and four ``bincount`` sums for the whole batch."""
+        col = self._column(domain)
+        if len(texts) != len(tokens):
+            raise ValueError(f"{len(texts)} texts but {len(tokens)} token lists")
+        unknown = len(self.vocab)
+        chars = self._rows_score_many([Counter(self._char_rows(s.replace(" ", ""))) for s in texts], col)
+        get = self._index[1].get
+        words = self._rows_score_many(
+            [Counter(map(get, word_grams(t), repeat(unknown))) for t in tokens], col
+        )
+        return [
+            self._finish(s, col, (c, w), slang, shrink) if s else None
+            for s, c, w in zip(texts, chars, words, strict=True)
+        ]
+
+    def _rows_score_many(self, counts: list[Counter[int]], col: int) -> list[float | None]:
+        """:meth:`_rows_score` of many texts, each given as the Counter of its rows."""
+        n = len(counts)
+        sizes = np.fromiter(map(len, counts), np.intp, n)
+        total = int(sizes.sum())
+        if total == 0:
+            return [None] * n
+        rows = np.fromiter(chain.from_iterable(counts), np.intp, total)
+        tf = np.fromiter(chain.from_iterable(c.values() for c in counts), np.float64, total)
+        tid = np.repeat(np.arange(n), sizes)
+        m = self._column_weights(col)[rows]
+        repeats = np.bincount(tid, tf, n) > sizes  # some n-gram occurs more than once
+        tf = 1.0 + np.log(tf)
+        st = np.bincount(tid, tf * m[:, 0], n)
+        stt = np.bincount(tid, tf * tf * m[:, 2], n)
+        sb = np.bincount(tid, m[:, 1], n)
+        si = np.bincount(tid, m[:, 2], n)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = np.where(repeats, st / np.sqrt(stt) + sb / np.sqrt(si), (st + sb) / np.sqrt(si))
+        ok = (sizes > 0) & (si > 0.0)
+        return [float(v) if k else None for v, k in zip(score.tolist(), ok.tolist(), strict=True)]
+
+    def analyze_many(
+        self, texts: Sequence[str], tokens: Sequence[Sequence[str]], *, domain: str | None = None
+    ) -> list[Sentiment]:
+        """:meth:`analyze` of many normalised texts with their tokens (stop words kept), via
+        :meth:`logit_many`."""
+        return [self._sentiment(z) for z in self.logit_many(texts, tokens, domain=domain)]
 
     def predict_proba(self, texts: Sequence[str], domain: str | None = None) -> np.ndarray:
         """p(positive) for each text (0.5 when nothing is known); no slang bonus, no short-text shrink —
@@ -325,7 +395,9 @@ class SentimentModel:
         normalized: bool = False,
         domain: str | None = None,
     ) -> Sentiment:
-        z = self.logit(text, tokens, normalized=normalized, domain=domain)
+        return self._sentiment(self.logit(text, tokens, normalized=normalized, domain=domain))
+
+    def _sentiment(self, z: float | None) -> Sentiment:
         if z is None:
             return Sentiment("neutral", 0.0, 0.5)
         p = 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
