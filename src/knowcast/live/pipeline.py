@@ -118,17 +118,26 @@ class CommentPipeline:
         """:meth:`_analyze_text` through the LRU cache (texts up to ``_CACHE_MAX_CHARS``)."""
         t = self._texts.get(norm)
         if t is not None:
-            self._texts.move_to_end(norm)
+            self._touch(norm)
             return t
         t = self._analyze_text(norm)
         self._remember(norm, t)
         return t
 
+    def _touch(self, norm: str) -> None:
+        try:
+            self._texts.move_to_end(norm)
+        except KeyError:  # evicted by another thread in between (the API analyses in worker threads)
+            pass
+
     def _remember(self, norm: str, t: TextAnalysis) -> None:
         if self.cache_size and len(norm) <= _CACHE_MAX_CHARS:
             self._texts[norm] = t
             if len(self._texts) > self.cache_size:
-                self._texts.popitem(last=False)
+                try:
+                    self._texts.popitem(last=False)
+                except KeyError:  # emptied by another thread
+                    pass
 
     def _analyze_texts(self, norms: list[str]) -> list[TextAnalysis]:
         """:meth:`_analyze_text` of distinct texts, cache misses together: sentiment scores them in one
@@ -138,7 +147,7 @@ class CommentPipeline:
         for k, norm in enumerate(norms):
             t = self._texts.get(norm)
             if t is not None:
-                self._texts.move_to_end(norm)
+                self._touch(norm)
             else:
                 miss.append(k)
             out.append(t)

@@ -607,6 +607,9 @@ class RoomService:
 
     async def warm_up(self) -> None:
         await anyio.to_thread.run_sync(lambda: self.pipeline.analyze("warm up 预热"))
+        # a batch large enough for the vectorised moderation pass builds its tables now, not on a POST
+        warm = [(f"warm up 预热 {i}", 0.0, None, None) for i in range(40)]
+        await anyio.to_thread.run_sync(lambda: self.pipeline.analyze_batch(warm))
 
     # ------------------------------------------------------------------ rooms
     def _load_room(self, room_id: str) -> Room:
@@ -676,7 +679,8 @@ class RoomService:
     def _analyze_and_apply(
         self, room: Room, items: list[CommentIn]
     ) -> tuple[list[dict], list[list[str]], list]:
-        analyzed = [self.pipeline.analyze(c.text, 0.0, c.user_id, c.comment_id) for c in items]
+        # one batch: moderation of all comments at once, each distinct text analysed once
+        analyzed = self.pipeline.analyze_batch([(c.text, 0.0, c.user_id, c.comment_id) for c in items])
         dicts: list[dict[str, Any]] = []
         tokens: list[list[str]] = []
         rows: list[tuple[Any, ...]] = []

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import unicodedata
 from bisect import bisect_left
 from collections import Counter, defaultdict, deque
@@ -235,6 +236,7 @@ def _contact_gate_keys() -> tuple[str, ...]:
 
 _GATE = ("", "", "pass", "gate")  # automaton payload of a gate key
 _CACHE_MAX_CHARS = 512
+_GATE_LOCK = threading.Lock()
 _BATCH_MIN = 32  # smaller batches are judged one by one (the vectorised pass has a fixed cost)
 _ENC_LATIN_RE = re.compile("\u0100[a-z]")  # a Latin letter in the two-unit encoding
 
@@ -701,24 +703,30 @@ class Moderator:
 
         Repeated texts are judged once. On a batch of at least ``_BATCH_MIN`` distinct texts, one vectorised
         pass over all of them (:mod:`knowcast.text.moderation_batch`) picks the few that could hold a
-        lexicon word, a contact pattern or a homophone/pinyin spelling; only those are judged one by one
-        (through the verdict cache), the others pass without any per-comment work."""
+        lexicon word, a contact pattern or a homophone/pinyin spelling; only those are judged one by one,
+        from the skeletons that pass built (the verdict cache is neither read nor filled), and the others
+        pass without any per-comment work."""
         raws = [t if type(t) is str else to_text(t) for t in texts]
         uniq = list(dict.fromkeys(raws))
         if len(uniq) < _BATCH_MIN or self._auto is None:
             judged = {t: self.moderate(t) for t in uniq}
         else:
             if self._batch_gate is None:
-                self._batch_gate = BatchGate(
-                    _skel_table(),
-                    self._scan_keys,
-                    self._py_table if self._py_auto is not None else None,
-                    self._syl_keys if self._syl_auto is not None else (),
-                    self._py_keys,
-                )
+                with _GATE_LOCK:  # built once even when API worker threads arrive together
+                    if self._batch_gate is None:
+                        self._batch_gate = self._build_batch_gate()
             judged = dict.fromkeys(uniq, PASS)
             judged.update(self._judge_batch(uniq, self._batch_gate.scan(uniq)))
         return [judged[t] for t in raws]
+
+    def _build_batch_gate(self) -> BatchGate:
+        return BatchGate(
+            _skel_table(),
+            self._scan_keys,
+            self._py_table if self._py_auto is not None else None,
+            self._syl_keys if self._syl_auto is not None else (),
+            self._py_keys,
+        )
 
     def _judge_batch(self, texts: list[str], scan: BatchScan) -> dict[str, Verdict]:
         """Verdicts of the candidates of a batch scan. Their skeletons (from the scan) are encoded and joined
