@@ -37,7 +37,6 @@ import os
 import re
 import threading
 import unicodedata
-from bisect import bisect_left
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -237,6 +236,7 @@ def _contact_gate_keys() -> tuple[str, ...]:
 _GATE = ("", "", "pass", "gate")  # automaton payload of a gate key
 _CACHE_MAX_CHARS = 512
 _GATE_LOCK = threading.Lock()
+_COVER_CACHE_MAX = 100_000  # allow-word decisions remembered per moderator (see Moderator._covered)
 _BATCH_MIN = 32  # smaller batches are judged one by one (the vectorised pass has a fixed cost)
 _ENC_LATIN_RE = re.compile("\u0100[a-z]")  # a Latin letter in the two-unit encoding
 
@@ -463,6 +463,7 @@ class Moderator:
         # repeats itself (raids, "666", copy-pasted questions): an LRU cache keyed by the raw text makes a
         # repeat cost one dict lookup. Texts longer than _CACHE_MAX_CHARS are judged afresh (memory bound).
         self._cached = lru_cache(maxsize=self.cache_size)(self._moderate) if self.cache_size else None
+        self._cover_cache: dict[tuple[str, int, int], bool] = {}
 
     # ---------------------------------------------------------------- building
     def _build(self) -> None:
@@ -621,6 +622,7 @@ class Moderator:
         """Forget cached verdicts (benchmarks measure a cold cache; nothing else needs it)."""
         if self._cached is not None:
             self._cached.cache_clear()
+        self._cover_cache.clear()
 
     def _moderate(self, raw: str) -> Verdict:
         # Characters beyond the tables (plane 3+: tag characters, CJK extension G) are dropped; the UTF-16
@@ -773,9 +775,9 @@ class Moderator:
 
     def _filter(self, sk: str, hits: list[_Hit], enc: str | None = None) -> list[_Hit]:
         """Drop hits covered by allow words, straddling word boundaries, or ASCII words glued to letters."""
-        allow_spans: list[tuple[int, int, bool]] | None = None
-        allow_starts: list[int] = []
         kept: list[_Hit] = []
+        if enc is None:
+            enc = _encode_key(sk)
         for h in hits:
             if h.how == "contact cue":
                 kept.append(h)
@@ -788,43 +790,42 @@ class Moderator:
             if h.how == "room block list":
                 kept.append(h)
                 continue
-            if allow_spans is None:
-                allow_spans = []
-                if self._allow is not None:
-                    # Only allow words overlapping a hit can cover it, and none is longer than
-                    # _allow_maxlen: scan just the stretch around the hits (two units per character).
-                    lo = max(0, min(x.start for x in hits) - self._allow_maxlen)
-                    hi = max(x.end for x in hits) + self._allow_maxlen
-                    e_text = enc if enc is not None else _encode_key(sk)
-                    for end, (key, explicit) in self._allow.iter(e_text, 2 * lo, min(len(e_text), 2 * hi)):
-                        e = (end + 1) // 2
-                        allow_spans.append((e - len(key), e, explicit))
-                # Sorted by start: a span that overlaps a hit starts after hit.start - _allow_maxlen and
-                # before hit.end, so each hit looks only at that slice (raid texts have hundreds of spans).
-                allow_spans.sort()
-                allow_starts = [a[0] for a in allow_spans]
-            covered = False
-            lo_i = bisect_left(allow_starts, h.start - self._allow_maxlen)
-            hi_i = bisect_left(allow_starts, h.end)
-            for a0, a1, explicit in allow_spans[lo_i:hi_i]:
-                if a1 <= h.start or a0 >= h.end:
-                    continue  # no overlap: none of the rules below can apply
-                if a0 <= h.start and h.end <= a1 and (a1 - a0) > (h.end - h.start):
-                    covered = True  # a longer allowed word contains the hit (共和国 ⊃ 共和)
-                    break
-                if explicit and a0 <= h.start and h.end <= a1:
-                    covered = True
-                    break
-                if (
-                    (h.end - h.start) == 2
-                    and not explicit
-                    and (a0 < h.start < a1 < h.end or h.start < a0 < h.end < a1)
-                ):
-                    covered = True  # a two-character hit straddling a common word (配不上|你)
-                    break
+            covered = self._allow is not None and self._covered(sk, enc, h)
             if not covered:
                 kept.append(h)
         return kept
+
+    def _covered(self, sk: str, enc: str, h: _Hit) -> bool:
+        """Is the hit covered by an allow word: one that contains it and is longer (共和国 ⊃ 共和), an
+        explicit allow word containing it, or a common word that a two-character hit straddles (配不上|你)?
+
+        Only allow words overlapping the hit matter, and none is longer than ``_allow_maxlen``, so the
+        answer depends on the hit's place in the window of skeleton around it alone: it is cached by that
+        window (raid spam repeats one slogan, so most hits of a batch ask an answered question)."""
+        m = self._allow_maxlen
+        w0 = max(0, h.start - m + 1)
+        w1 = min(len(sk), h.end + m - 1)
+        key = (sk[w0:w1], h.start - w0, h.end - w0)
+        c = self._cover_cache.get(key)
+        if c is not None:
+            return c
+        c = False
+        for end, (akey, explicit) in self._allow.iter(enc, 2 * w0, 2 * w1):  # type: ignore[union-attr]
+            a1 = (end + 1) // 2
+            a0 = a1 - len(akey)
+            if a1 <= h.start or a0 >= h.end:
+                continue  # no overlap: none of the rules below can apply
+            if (a0 <= h.start and h.end <= a1 and ((a1 - a0) > (h.end - h.start) or explicit)) or (
+                (h.end - h.start) == 2
+                and not explicit
+                and (a0 < h.start < a1 < h.end or h.start < a0 < h.end < a1)
+            ):
+                c = True
+                break
+        if len(self._cover_cache) >= _COVER_CACHE_MAX:
+            self._cover_cache.clear()
+        self._cover_cache[key] = c
+        return c
 
     def _pinyin_hit(self, sk: str, raw: str | None = None, idx: list[int] | None = None) -> _Hit | None:
         py = sk.translate(self._pyraw)  # a skeleton character's own pinyin (list table: faster than a dict)
