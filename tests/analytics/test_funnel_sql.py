@@ -67,6 +67,10 @@ SPECS = {
         breakdown="device",
     ),
     "short_window_no_breakdown": FunnelSpec(("view", "click", "purchase"), window_ms=DAY // 2),
+    # the channel is in the funnel index: PostgreSQL reads it with t1 (DISTINCT ON), here inside a range
+    "range_channel": FunnelSpec(
+        ("view", "click", "add_to_cart"), start_ms=T0 + 2 * DAY, end_ms=T0 + 12 * DAY, breakdown="channel"
+    ),
 }
 
 
@@ -113,7 +117,7 @@ def store_and_log(request, tmp_path_factory) -> Iterator[tuple[object, pd.DataFr
     store = _load(f"sqlite:///{tmp_path_factory.mktemp('fsql') / 'f.db'}", log)
     if request.param == "sqlite_no_funnel_index":
         with store.engine.begin() as c:
-            c.exec_driver_sql("DROP INDEX ix_events_type_user_ts")
+            c.exec_driver_sql("DROP INDEX ix_events_type_user_ts_channel")
         with store.engine.connect() as c:
             assert not q.has_funnel_index(c)
     yield store, log
@@ -144,15 +148,23 @@ def test_ordered_funnel_sql_matches_pandas(store_and_log, name: str) -> None:  #
 
 
 def test_ordered_statement_shape_per_backend() -> None:
-    """SQLite: per-user index seeks (no join of the events); PostgreSQL: a join and GROUP BY per step and
-    the breakdown looked up in t1 order by (type, ts)."""
+    """SQLite: per-user index seeks (no join of the events); PostgreSQL: a join and GROUP BY per step, the
+    channel read with t1 from the funnel index (DISTINCT ON), or without it in the index, or for another
+    breakdown, looked up in t1 order by (type, ts)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     spec = SPECS["four_steps_channel"]
     lite = str(q.funnel_users_stmt(spec, "sqlite").compile(dialect=sqlite.dialect()))
     pg = str(q.funnel_users_stmt(spec, "postgresql").compile(dialect=postgresql.dialect()))
     assert lite.count("AS MATERIALIZED") == 4 and " JOIN " not in lite
-    assert pg.count("JOIN s1 ON") == 1 and pg.count("GROUP BY") == 4
-    assert "ORDER BY s1.t1" in pg and pg.count("eb.user_id || ") == 1
+    assert pg.count("JOIN s1 ON") == 1 and pg.count("GROUP BY") == 3
+    assert "SELECT DISTINCT ON (e1.user_id)" in pg and "ORDER BY e1.user_id, e1.ts, e1.channel" in pg
+    assert "eb." not in pg and "ORDER BY s1.t1" not in pg
+    for pg_old in (
+        q.funnel_users_stmt(spec, "postgresql", index_columns=("type", "user_id", "ts")),
+        q.funnel_users_stmt(SPECS["range_windows_filters"], "postgresql"),  # device: not in the index
+    ):
+        old = str(pg_old.compile(dialect=postgresql.dialect()))
+        assert "DISTINCT ON" not in old and "ORDER BY s1.t1" in old and old.count("eb.user_id || ") == 1
     hidden = str(q.funnel_users_stmt(spec, "sqlite", covering=False).compile(dialect=sqlite.dialect()))
     assert hidden.count("e2.type || ") == 1

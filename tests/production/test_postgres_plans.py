@@ -137,7 +137,7 @@ def test_revenue_reads_money_events_by_type_index(pg_store: Store) -> None:
     _assert_indexed(
         pg_store,
         lambda: queries.revenue_rows(pg_store.engine, start_ms=T0, end_ms=T0 + 10 * DAY_MS),
-        {"ix_events_type_ts", "ix_events_type_user_ts"},
+        {"ix_events_type_ts", "ix_events_type_user_ts_channel"},
     )
 
 
@@ -148,5 +148,5 @@ def test_funnel_from_a_rare_step_reads_the_funnel_index(pg_store: Store) -> None
     _assert_indexed(
         pg_store,
         lambda: queries.funnel_users(pg_store.engine, spec),
-        {"ix_events_type_user_ts", "ix_events_type_ts"},
+        {"ix_events_type_user_ts_channel", "ix_events_type_ts"},
     )
