@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from knowcast.live.pipeline import CommentPipeline
 
+_CHUNK = 1000
+
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "normalized",
     "moderation",
@@ -43,12 +45,16 @@ def analyze_frame(
     pipe = pipeline if pipeline is not None else CommentPipeline(analyze_blocked=True)
     rows = []
     n = len(df)
-    for i, v in enumerate(df[text_column].tolist()):
+    values = []
+    for v in df[text_column].tolist():
         if v is None or (isinstance(v, float) and pd.isna(v)):
             v = ""
         elif not isinstance(v, (str, bytes)):
             v = str(v)
-        a = pipe.analyze(v)
+        values.append(v)
+    # batches of _CHUNK through the batch path (moderation of the chunk at once, each distinct text once)
+    analyzed = (a for i in range(0, n, _CHUNK) for a in pipe.analyze_many(values[i : i + _CHUNK]))
+    for i, a in enumerate(analyzed):
         span = a.verdict.span
         rows.append(
             (
