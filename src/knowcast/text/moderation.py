@@ -770,7 +770,9 @@ class Moderator:
                     lst.append(h)
         for j, i in enumerate(todo):
             if ends[j] > starts[j]:
-                out[texts[i]] = self._judge(texts[i], joined[starts[j] : ends[j]], hits[j], gates[j], sks[j])
+                idx = scan.index_map(i) if hits[j] is not None else None  # a hit usually becomes a verdict
+                enc = joined[starts[j] : ends[j]]
+                out[texts[i]] = self._judge(texts[i], enc, hits[j], gates[j], sks[j], idx)
         return out
 
     def _filter(self, sk: str, hits: list[_Hit], enc: str | None = None) -> list[_Hit]:

@@ -200,9 +200,11 @@ class BatchGate:
         lens = np.fromiter(map(len, texts), np.int64, n)
         codes = np.frombuffer("\x00".join(texts).encode("utf-32-le", "surrogatepass"), np.uint32)
         codes = np.minimum(codes, MAX_CP)  # beyond the tables: judged one by one (sk1[MAX_CP] = MULTI)
-        codes[np.cumsum(lens[:-1] + 1) - 1] = SEP_CODE
+        code_starts = np.concatenate([[0], np.cumsum(lens[:-1] + 1)])
+        codes[code_starts[1:] - 1] = SEP_CODE
         sk = self.sk1[codes]
-        skc = np.concatenate([sk[sk != 0], np.full(PAD, SEP, np.uint32)])
+        kept = np.flatnonzero(sk)  # where each skeleton symbol comes from in the joined texts
+        skc = np.concatenate([sk[kept], np.full(PAD, SEP, np.uint32)])
         cid = np.cumsum(skc == SEP)  # comment index of every symbol (separators count as the next one)
         fallback = np.zeros(n + PAD + 1, bool)
         fallback[cid[skc == MULTI]] = True
@@ -226,7 +228,8 @@ class BatchGate:
                     lcid = np.repeat(cid[keep], ln)
                     flagged[lcid[self.py.hit_positions(letters)]] = True
         skeletons = skc[:-PAD].tobytes().decode("utf-32-le").split(chr(SEP))
-        return BatchScan(np.flatnonzero(flagged[:n]), fallback[:n], skeletons)
+        begin = np.concatenate([[0], np.flatnonzero(skc[:-PAD] == SEP) + 1])
+        return BatchScan(np.flatnonzero(flagged[:n]), fallback[:n], skeletons, kept, begin, code_starts)
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,15 @@ class BatchScan:
     candidates: np.ndarray
     fallback: np.ndarray
     skeletons: list[str]
+    kept: np.ndarray
+    begin: np.ndarray
+    code_starts: np.ndarray
+
+    def index_map(self, i: int) -> list[int]:
+        """For each skeleton character of text ``i``, the index of the character of the text it came from
+        (what ``moderation._skeleton_index_map`` computes; exact where not ``fallback``)."""
+        b = int(self.begin[i])
+        return (self.kept[b : b + len(self.skeletons[i])] - self.code_starts[i]).tolist()
 
 
 def _codes(s: str) -> np.ndarray:
