@@ -37,6 +37,7 @@ import os
 import re
 import threading
 import unicodedata
+from bisect import bisect_left
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -236,7 +237,7 @@ def _contact_gate_keys() -> tuple[str, ...]:
 _GATE = ("", "", "pass", "gate")  # automaton payload of a gate key
 _CACHE_MAX_CHARS = 512
 _GATE_LOCK = threading.Lock()
-_COVER_CACHE_MAX = 100_000  # allow-word decisions remembered per moderator (see Moderator._covered)
+_COVER_CACHE_MAX = 100_000  # allow-word decisions remembered per moderator (see Moderator._filter)
 _BATCH_MIN = 32  # smaller batches are judged one by one (the vectorised pass has a fixed cost)
 _ENC_LATIN_RE = re.compile("\u0100[a-z]")  # a Latin letter in the two-unit encoding
 
@@ -776,10 +777,17 @@ class Moderator:
         return out
 
     def _filter(self, sk: str, hits: list[_Hit], enc: str | None = None) -> list[_Hit]:
-        """Drop hits covered by allow words, straddling word boundaries, or ASCII words glued to letters."""
+        """Drop hits covered by allow words, straddling word boundaries, or ASCII words glued to letters.
+
+        Whether an allow word covers a hit depends only on the skeleton within ``_allow_maxlen`` characters
+        of it (no allow word is longer, and only allow words overlapping the hit count), so the answer is
+        cached by that window: raid spam repeats one slogan, so most hits of a batch ask an answered
+        question. On a miss, the allow words of the stretch around all hits are found once per comment."""
         kept: list[_Hit] = []
-        if enc is None:
-            enc = _encode_key(sk)
+        spans: list[tuple[int, int, bool]] | None = None
+        span_starts: list[int] = []
+        m = self._allow_maxlen
+        cache = self._cover_cache
         for h in hits:
             if h.how == "contact cue":
                 kept.append(h)
@@ -789,45 +797,39 @@ class Moderator:
                 after = sk[h.end] if h.end < len(sk) else ""
                 if (before.isascii() and before.isalnum()) or (after.isascii() and after.isalnum()):
                     continue
-            if h.how == "room block list":
+            if h.how == "room block list" or self._allow is None:
                 kept.append(h)
                 continue
-            covered = self._allow is not None and self._covered(sk, enc, h)
+            w0 = max(0, h.start - m + 1)
+            key = (sk[w0 : h.end + m - 1], h.start - w0, h.end - w0)
+            covered = cache.get(key)
+            if covered is None:
+                if spans is None:
+                    spans = self._allow_spans(sk, hits, enc)
+                    span_starts = [a[0] for a in spans]
+                lo_i = bisect_left(span_starts, h.start - m)
+                hi_i = bisect_left(span_starts, h.end)
+                covered = _covered(h, spans[lo_i:hi_i])
+                if len(cache) >= _COVER_CACHE_MAX:
+                    cache.clear()
+                cache[key] = covered
             if not covered:
                 kept.append(h)
         return kept
 
-    def _covered(self, sk: str, enc: str, h: _Hit) -> bool:
-        """Is the hit covered by an allow word: one that contains it and is longer (共和国 ⊃ 共和), an
-        explicit allow word containing it, or a common word that a two-character hit straddles (配不上|你)?
-
-        Only allow words overlapping the hit matter, and none is longer than ``_allow_maxlen``, so the
-        answer depends on the hit's place in the window of skeleton around it alone: it is cached by that
-        window (raid spam repeats one slogan, so most hits of a batch ask an answered question)."""
-        m = self._allow_maxlen
-        w0 = max(0, h.start - m + 1)
-        w1 = min(len(sk), h.end + m - 1)
-        key = (sk[w0:w1], h.start - w0, h.end - w0)
-        c = self._cover_cache.get(key)
-        if c is not None:
-            return c
-        c = False
-        for end, (akey, explicit) in self._allow.iter(enc, 2 * w0, 2 * w1):  # type: ignore[union-attr]
-            a1 = (end + 1) // 2
-            a0 = a1 - len(akey)
-            if a1 <= h.start or a0 >= h.end:
-                continue  # no overlap: none of the rules below can apply
-            if (a0 <= h.start and h.end <= a1 and ((a1 - a0) > (h.end - h.start) or explicit)) or (
-                (h.end - h.start) == 2
-                and not explicit
-                and (a0 < h.start < a1 < h.end or h.start < a0 < h.end < a1)
-            ):
-                c = True
-                break
-        if len(self._cover_cache) >= _COVER_CACHE_MAX:
-            self._cover_cache.clear()
-        self._cover_cache[key] = c
-        return c
+    def _allow_spans(self, sk: str, hits: list[_Hit], enc: str | None) -> list[tuple[int, int, bool]]:
+        """(start, end, explicit) of every allow word in the stretch around the hits, sorted by start."""
+        # Only allow words overlapping a hit can cover it, and none is longer than _allow_maxlen: scan just
+        # the stretch around the hits (two units per character).
+        lo = max(0, min(x.start for x in hits) - self._allow_maxlen)
+        hi = max(x.end for x in hits) + self._allow_maxlen
+        e_text = enc if enc is not None else _encode_key(sk)
+        spans = []
+        for end, (key, explicit) in self._allow.iter(e_text, 2 * lo, min(len(e_text), 2 * hi)):  # type: ignore[union-attr]
+            e = (end + 1) // 2
+            spans.append((e - len(key), e, explicit))
+        spans.sort()
+        return spans
 
     def _pinyin_hit(self, sk: str, raw: str | None = None, idx: list[int] | None = None) -> _Hit | None:
         py = sk.translate(self._pyraw)  # a skeleton character's own pinyin (list table: faster than a dict)
@@ -918,6 +920,24 @@ class Moderator:
     def is_common(self, word: str) -> bool:
         """True when ``word`` is a lexicon word treated as an everyday word (does not fire alone)."""
         return skeleton(word) in self._common
+
+
+def _covered(h: _Hit, spans: list[tuple[int, int, bool]]) -> bool:
+    """Is the hit covered by one of these allow-word spans: a longer allowed word containing it (共和国 ⊃
+    共和), an explicit allow word containing it, or a common word that a two-character hit straddles
+    (配不上|你)?"""
+    for a0, a1, explicit in spans:
+        if a1 <= h.start or a0 >= h.end:
+            continue  # no overlap: none of the rules below can apply
+        if a0 <= h.start and h.end <= a1 and ((a1 - a0) > (h.end - h.start) or explicit):
+            return True
+        if (
+            (h.end - h.start) == 2
+            and not explicit
+            and (a0 < h.start < a1 < h.end or h.start < a0 < h.end < a1)
+        ):
+            return True
+    return False
 
 
 def _everyday_homophone(span: str, key: str, min_freq: int = 100) -> bool:

@@ -28,7 +28,7 @@ character that is not in any key) never equal a key's value, except by hash coll
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -245,12 +245,16 @@ class BatchScan:
     kept: np.ndarray
     begin: np.ndarray
     code_starts: np.ndarray
+    _lists: list[list[int]] = field(default_factory=list)
 
     def index_map(self, i: int) -> list[int]:
         """For each skeleton character of text ``i``, the index of the character of the text it came from
         (what ``moderation._skeleton_index_map`` computes; exact where not ``fallback``)."""
-        b = int(self.begin[i])
-        return (self.kept[b : b + len(self.skeletons[i])] - self.code_starts[i]).tolist()
+        if not self._lists:  # Python lists once per batch: slicing them beats small NumPy calls
+            self._lists.extend((self.kept.tolist(), self.begin.tolist(), self.code_starts.tolist()))
+        kept, begin, starts = self._lists
+        b, s = begin[i], starts[i]
+        return [k - s for k in kept[b : b + len(self.skeletons[i])]]
 
 
 def _codes(s: str) -> np.ndarray:
