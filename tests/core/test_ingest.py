@@ -182,6 +182,12 @@ def test_bulk_load_rebuilds_indexes(store: Store, tmp_path: Path, monkeypatch: p
             }
     assert {"ix_events_type_ts", "ix_events_user_ts", "ix_events_item_ts"} <= names
     assert count(store, Event) == 50
+    if store.dialect == "postgresql":  # vacuumed and analysed after the bulk load: counted, all-visible
+        with store.engine.connect() as c:
+            tuples, visible = c.execute(
+                text("SELECT reltuples, relallvisible FROM pg_class WHERE relname = 'events'")
+            ).one()
+        assert (tuples, visible) == (50, 1)
 
 
 def _events_csv(path: Path, ids: list[str]) -> None:
