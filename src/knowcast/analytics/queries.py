@@ -388,13 +388,20 @@ FUNNEL_PG_SETTINGS = {"work_mem": "'256MB'", "jit": "off"}
 ORDERED_PG_SETTINGS = {"random_page_cost": "1.1", "max_parallel_workers_per_gather": "0"}
 
 
-def funnel_users(engine: Engine, spec: FunnelSpec) -> pd.DataFrame:
-    """Per-user step times of a funnel, computed in the database by one statement (``funnel_users_stmt``)."""
+def funnel_users(
+    engine: Engine, spec: FunnelSpec, *, index_columns: tuple[str, ...] | None = None
+) -> pd.DataFrame:
+    """Per-user step times of a funnel, computed in the database by one statement (``funnel_users_stmt``).
+
+    ``index_columns``: plan as if the funnel index held only these columns (default: what it holds), e.g.
+    ``("type", "user_id", "ts")`` for the PostgreSQL shape before migration 0004 (benchmarks compare them).
+    """
     cols = ["user_id", "group"] + [f"t{k}" for k in range(1, spec.n + 1)]
     cols += ["excluded"] if spec.exclusions else []
     with engine.begin() as conn:
         dialect = conn.dialect.name
-        index_columns = funnel_index_columns(conn)
+        if index_columns is None:
+            index_columns = funnel_index_columns(conn)
         covering = bool(index_columns) if dialect == "sqlite" else True
         stmt = funnel_users_stmt(spec, dialect, covering, index_columns)
         with _funnel_session(conn, spec):
