@@ -14,10 +14,13 @@ one NumPy array of code points (one UTF-32 encode), maps it to skeleton symbols 
 3. **Pinyin** (comments with Latin letters): the gate reads every Han character as its toneless pinyin and
    matches pinyin keys of eight or more letters anywhere; the test looks for the first 8, 12 or 16 letters.
 
-Membership is a hashed bitmap (2**26 bits, 8 MiB per test): a hash collision can only let a clean comment
-through to the exact per-comment judgement, never stop a flagged one, so the verdicts are exactly those of
-:meth:`~knowcast.text.moderation.Moderator.moderate`. Comments a test flags, and comments with a character
-whose skeleton is longer than one character (½ → 12, rare), are judged one by one; the rest pass.
+Membership is tested in two stages of hashed bitmaps: the first window of every position in a 1 MiB byte
+map that stays in the CPU cache, then the longer windows, only at the few positions that pass, in an 8 MiB
+bitmap (2**26 bits) with few collisions. A collision can only let a clean comment through to the exact
+per-comment judgement, never stop a flagged one, so the verdicts are exactly those of
+:meth:`~knowcast.text.moderation.Moderator.moderate`. Comments a test flags are judged one by one (from the
+skeletons this pass built); comments with a character whose skeleton is longer than one character (½ → 12)
+or beyond the tables go through ``moderate`` itself; the rest pass.
 
 Windows of n symbols are combined into one 64-bit value without a Python loop: the two-symbol window is a
 strided ``uint64`` view of the ``uint32`` symbol array (the eight-letter window of the ``uint8`` letter
@@ -32,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-MAX_CP = 0x30000  # the moderator's tables cover code points below this; higher ones are dropped
+MAX_CP = 0x30000  # the moderator's tables cover code points below this (higher: judged one by one)
 SEP_CODE = MAX_CP + 1  # code point slot written between comments
 SEP = 0x3FFFF  # skeleton symbol between comments: in no key
 MULTI = 0x3FFFE  # skeleton symbol of a character whose skeleton is several characters
@@ -40,7 +43,6 @@ SYL_BASE = 0x40000  # syllable symbols follow the code points
 BITS = 26
 _P = np.uint64(0x100000001B3)  # combines two window values
 _M = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
-_SHIFT = np.uint64(64 - BITS)
 _LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
 MAIN_SIZES = (1, 2, 3, 4)
 SYL_SIZES = (1, 2, 3, 4, 5)
