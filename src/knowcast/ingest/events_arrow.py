@@ -51,6 +51,8 @@ class CheckedTable:
     lines: np.ndarray
     errors: list[RowError] = field(default_factory=list)
     rejected_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    #: ``frame``'s rows made ready for PostgreSQL's COPY ahead of writing (None: not made, or stale).
+    copy_payload: pa.Buffer | None = None
 
 
 def as_arrow(values: Column) -> pa.Array:

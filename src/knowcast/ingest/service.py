@@ -35,6 +35,7 @@ from knowcast.ingest.readers import RawChunk, read_chunks, records_chunk
 from knowcast.ingest.validate import CHECKERS, Checked, RowError
 from knowcast.store.bulk import (
     approx_rows,
+    copy_payload,
     drop_secondary_indexes,
     ensure_indexes,
     existing_ids,
@@ -131,6 +132,8 @@ class _Options:
     create_missing: bool
     pseudonym_key: str | None
     now_ms: int
+    #: Make each event chunk's COPY payload while checking it (PostgreSQL file imports).
+    copy_ahead: bool = False
 
 
 class _RefCache:
@@ -229,9 +232,11 @@ def _run(
     )
     # Into an empty table, event ids need no lookup before writing (the write still refuses repeats).
     probe = not (may_bulk and table_is_empty(conn, "events"))
-    checked_chunks = _checked(chunks, opt)
     if read_ahead:  # the next chunk is read and checked (pure work) while this one is written
-        checked_chunks = prefetch(checked_chunks)
+        opt.copy_ahead = opt.kind == "events" and not opt.dry_run and conn.dialect.name == "postgresql"
+        checked_chunks = prefetch(_checked(chunks, opt))
+    else:
+        checked_chunks = _checked(chunks, opt)
     try:
         for raw, checked in checked_chunks:
             report.rows_read += len(raw) + sum(1 for e in raw.errors if e.field == "<row>")
@@ -252,7 +257,8 @@ def _run(
                     if _mostly_new(conn, checked.frame):
                         drop_secondary_indexes(conn, "events")
                         bulk = True
-                written = _write(conn, opt.kind, checked.frame, probe=probe)
+                payload = checked.copy_payload if isinstance(checked, CheckedTable) else None
+                written = _write(conn, opt.kind, checked.frame, probe=probe, payload=payload)
                 probe = probe or written < _nrows(checked.frame)  # repeats seen: look up from now on
                 report.rows_written += written
                 report.duplicates += _nrows(checked.frame) - written
@@ -359,6 +365,8 @@ def _checked(chunks: Iterable[RawChunk], opt: _Options) -> Iterator[tuple[RawChu
         if opt.pseudonym_key and _nrows(checked.frame):
             col = "id" if opt.kind == "users" else "user_id"
             checked.frame = _pseudonymized(checked.frame, col, opt.pseudonym_key)
+        if opt.copy_ahead and isinstance(checked, CheckedTable) and checked.frame.num_rows:
+            checked.copy_payload = copy_payload(checked.frame.select(EVENT_DB_COLUMNS))
         yield raw, checked
 
 
@@ -481,9 +489,12 @@ def _json_list(values: pd.Series) -> list[str]:
     return [json.dumps(v, ensure_ascii=False) for v in values]
 
 
-def _write(conn: Connection, kind: str, frame: Frame, *, probe: bool = True) -> int:
+def _write(
+    conn: Connection, kind: str, frame: Frame, *, probe: bool = True, payload: pa.Buffer | None = None
+) -> int:
     if isinstance(frame, pa.Table):  # events
-        written = insert_ignore_table(conn, "events", "id", frame.select(EVENT_DB_COLUMNS), probe=probe)
+        data = frame.select(EVENT_DB_COLUMNS)
+        written = insert_ignore_table(conn, "events", "id", data, probe=probe, payload=payload)
         exposures = frame.filter(pc.equal(frame.column("type"), "exposure"))
         if exposures.num_rows:
             _record_exposures(conn, exposures.to_pandas())

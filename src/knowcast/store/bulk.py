@@ -117,20 +117,31 @@ def _pg_copy_merge(
         return max(cur.rowcount, 0)
 
 
-def insert_ignore_table(conn: Connection, table: str, key: str, data: pa.Table, *, probe: bool = True) -> int:
+def insert_ignore_table(
+    conn: Connection,
+    table: str,
+    key: str,
+    data: pa.Table,
+    *,
+    probe: bool = True,
+    payload: pa.Buffer | None = None,
+) -> int:
     """Insert an Arrow table's rows, skipping keys already stored or seen earlier in ``data``.
 
     Returns how many rows were inserted. Column names of ``data`` are the table's; columns left out, and
     nulls, are stored as NULL, so this suits tables without server defaults (events, comments).
     PostgreSQL: see :func:`_pg_copy_table`; ``probe=False`` says the keys are very likely new (the table
-    was empty when a load began), so they are not looked up first. SQLite: see :func:`_sqlite_insert_table`.
+    was empty when a load began), so they are not looked up first; ``payload``, when given, is
+    :func:`copy_payload` of ``data`` made ahead (it is used only if no row of ``data`` is dropped here).
+    SQLite: see :func:`_sqlite_insert_table`.
     """
     if not data.num_rows:
         return 0
-    data = first_per_key(data, key)
+    unique = first_per_key(data, key)
     if conn.dialect.name == "postgresql":
-        return _pg_copy_table(conn, table, key, data, probe=probe)
-    return _sqlite_insert_table(conn, table, key, data)
+        ready = payload if unique is data else None  # made before repeated keys were dropped
+        return _pg_copy_table(conn, table, key, unique, probe=probe, payload=ready)
+    return _sqlite_insert_table(conn, table, key, unique)
 
 
 def first_per_key(data: pa.Table, key: str) -> pa.Table:
@@ -242,7 +253,9 @@ def _sqlite_ignore_is_exact(raw: Any, table: str, key: str) -> tuple[bool, set[s
     return True, not_null
 
 
-def _pg_copy_table(conn: Connection, table: str, key: str, data: pa.Table, *, probe: bool) -> int:
+def _pg_copy_table(
+    conn: Connection, table: str, key: str, data: pa.Table, *, probe: bool, payload: pa.Buffer | None = None
+) -> int:
     """Rows whose key is not stored yet go straight in with ``COPY``; the rest are counted as duplicates.
 
     The stored keys are looked up first (one index probe each, which ``ON CONFLICT`` would do anyway;
@@ -262,9 +275,11 @@ def _pg_copy_table(conn: Connection, table: str, key: str, data: pa.Table, *, pr
         if stored:
             seen = pc.is_in(ids, value_set=pa.array(stored, type=ids.type))
             data = data.filter(pc.invert(pc.fill_null(seen, False)))
+            payload = None  # made for the rows before the stored ones were dropped
         if not data.num_rows:
             return 0
-    payload = _csv_payload(data)
+    if payload is None:
+        payload = copy_payload(data)
     cols = ", ".join(data.column_names)
     with raw.cursor() as cur:
         cur.execute("SAVEPOINT kc_copy")
@@ -285,10 +300,11 @@ def _pg_copy_table(conn: Connection, table: str, key: str, data: pa.Table, *, pr
         return max(cur.rowcount, 0)
 
 
-def _csv_payload(data: pa.Table) -> pa.Buffer:
+def copy_payload(data: pa.Table) -> pa.Buffer:
     """The rows as CSV for ``COPY ... (FORMAT csv)``, written by Arrow's C++ writer.
 
     Strings are always quoted and nulls left empty, which is exactly how PostgreSQL tells NULL from ''.
+    Pure work: an import makes it for the next chunk (in its read-ahead thread) while this one is copied.
     """
     import pyarrow.csv as pacsv
 
