@@ -70,7 +70,10 @@ def load(name: str, args: argparse.Namespace) -> InteractionData:
 
 
 def hybrid(ease: dict[str, float], rp3: dict[str, Any], **kw: Any) -> HybridRanker:
-    """LambdaRank over the validation-tuned sources (EASE/EDLAE first: boosting starts from its scores)."""
+    """LambdaRank over the validation-tuned sources (EASE/EDLAE first: boosting starts from its scores).
+
+    Three internal hold-outs (``n_folds=3``) triple the ranker's training queries; the number of trees is
+    chosen inside ``fit`` by cross-validation over users, 0 (= EDLAE's own order) when no tree helps."""
     sources = {
         "ease": A.EASE(**ease),
         "rp3beta": A.RP3beta(**rp3),
@@ -78,6 +81,7 @@ def hybrid(ease: dict[str, float], rp3: dict[str, Any], **kw: Any) -> HybridRank
         "user_knn": A.UserKNN(k=50, shrink=10.0),
         "popular": A.MostPopular(),
     }
+    kw.setdefault("n_folds", 3)
     return HybridRanker(sources=sources, **kw)
 
 
@@ -160,11 +164,15 @@ def run_dataset(name: str, args: argparse.Namespace, log: Any) -> tuple[list[dic
     hyb_grid = {"holdout": ["random"]} if args.split == "random" else {"holdout": ["time"]}
     best_h, _ = grid_search(lambda **p: hybrid(edlae, best_rp3, **p), hyb_grid, sp_)
     notes["hybrid_params"] = best_h
-    h = run(
-        f"Hybrid LambdaRank ({best_h['holdout']} holdout)",
-        lambda: hybrid(edlae, best_rp3, **best_h),
-        "hybrid",
-    )
+    fitted_h: list[HybridRanker] = []
+
+    def hybrid_kept(**p: Any) -> HybridRanker:
+        fitted_h.append(hybrid(edlae, best_rp3, **p))
+        return fitted_h[-1]
+
+    h = run(f"Hybrid LambdaRank ({best_h['holdout']} holdout)", lambda: hybrid_kept(**best_h), "hybrid")
+    notes["hybrid_trees"] = fitted_h[-1].n_trees_
+    log(f"  hybrid: {fitted_h[-1].n_trees_} trees chosen by cross-validation over users (0 = EDLAE's order)")
 
     blend_sources = {
         "ease": A.EASE(**edlae),
@@ -391,7 +399,8 @@ def main() -> None:
             "",
             f"Tuned on validation: EASE lambda={n['ease_lambda']:g}, EDLAE {n['edlae']}, "
             f"RP3beta {n['rp3_params']}, ALS {n['als_params']}, blend weights {n['blend_weights']}, "
-            f"hybrid {n['hybrid_params']}.",
+            f"hybrid {n['hybrid_params']} with {n.get('hybrid_trees', '?')} trees (chosen inside fit by "
+            "cross-validation over users; 0 trees = the first source's order).",
             "",
             "Diversity trade-off (MMR over item features on the tuned "
             "EASE top-50, creator cap 2 where creators exist):",

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 from knowcast.recommend import algorithms as A
+from knowcast.recommend.base import Recommender
 from knowcast.recommend.checks import check_recommender, synthetic_interactions
 from knowcast.recommend.datasets import from_frame
 from knowcast.recommend.evaluation import evaluate, make_split
-from knowcast.recommend.hybrid import HybridRanker, ScoreBlend, holdout_split, tune_blend
+from knowcast.recommend.hybrid import HybridRanker, ScoreBlend, _ndcg_sum, holdout_split, tune_blend
 
 
 def test_holdout_split_by_time_holds_out_the_latest():
@@ -50,6 +51,75 @@ def test_hybrid_learns_and_explains_its_features():
     assert set(imp) == set(m.feature_names_) and "ease_rank" in imp
     with pytest.raises(ValueError, match="holdout"):
         HybridRanker(holdout="later").fit(s.train.matrix)
+
+
+class _Noise(Recommender):
+    """Random scores: a source that carries no signal at all."""
+
+    def _fit(self, user_items):
+        self.rng_ = np.random.default_rng(7)
+
+    def _score(self, user_ids, rows):
+        return np.random.default_rng(int(user_ids.sum())).random((rows.shape[0], self.n_items_), np.float32)
+
+
+def test_hybrid_without_useful_trees_serves_its_primary_source_order():
+    """Boosting starts from the primary source's z-score and cross-validation over users may choose 0
+    trees: when the other sources are noise the hybrid ranks exactly like its primary source."""
+    s = _clustered_split()
+    m = HybridRanker(
+        sources={"ease": A.EASE(20.0), "noise": _Noise()}, n_candidates=20, holdout="random", n_estimators=30
+    ).fit(s.train.matrix)
+    assert m.cv_curve_[0][0] == 0 and len(m.cv_curve_) > 2
+    best = max(v for _, v in m.cv_curve_)
+    assert (m.n_trees_ == 0) == (best <= m.cv_curve_[0][1] * (1 + m.min_gain))
+    ease = A.EASE(20.0).fit(s.train.matrix)
+    users = np.arange(50)
+    hybrid_ids, _ = m.recommend(users, s.train.matrix[users], n=10)
+    ease_ids, _ = ease.recommend(users, s.train.matrix[users], n=10)
+    if m.n_trees_ == 0:
+        assert np.array_equal(hybrid_ids, ease_ids)
+        assert set(m.feature_importance().values()) == {0.0}
+    r_h = evaluate(lambda: clone_hybrid(m), s, phase="valid")["ndcg@10"]
+    r_e = evaluate(A.EASE(20.0), s, phase="valid")["ndcg@10"]
+    assert r_h >= r_e - 0.01
+
+
+def clone_hybrid(m: HybridRanker) -> HybridRanker:
+    return HybridRanker(**m.get_params())
+
+
+def test_hybrid_learns_trees_when_a_later_source_is_better():
+    """Primary = popularity, second source = EASE on clustered tastes: the trees must earn their place."""
+    s = _clustered_split()
+    holder = []
+
+    def build():
+        holder.append(
+            HybridRanker(
+                sources={"pop": A.MostPopular(), "ease": A.EASE(20.0)},
+                n_candidates=30,
+                holdout="random",
+                n_estimators=60,
+                min_child_samples=20,
+                n_folds=2,
+            )
+        )
+        return holder[-1]
+
+    r = evaluate(build, s, phase="valid")["ndcg@10"]
+    pop = evaluate(A.MostPopular(), s, phase="valid")["ndcg@10"]
+    assert holder[-1].n_trees_ > 0 and r > pop * 1.1
+    assert holder[-1].feature_importance()["ease_rank"] + holder[-1].feature_importance()["ease_z"] > 0
+
+
+def test_ndcg_sum_by_hand():
+    # query 1: hit at rank 2 of 3, 2 relevant in all; query 2: hit at rank 1, 1 relevant
+    pred = np.array([0.9, 0.8, 0.1, 0.5, 0.2])
+    y = np.array([0, 1, 0, 1, 0])
+    got = _ndcg_sum(pred, y, np.array([3, 2]), np.array([2, 1]), k=10)
+    want = (1 / np.log2(3)) / (1 + 1 / np.log2(3)) + 1.0
+    assert got == pytest.approx(want)
 
 
 def test_blend_weights_tuned_on_validation_and_conformant():

@@ -94,15 +94,19 @@ class HybridRanker(Recommender):
         holdout_fraction: float = 0.2,
         n_estimators: int = 300,
         learning_rate: float = 0.05,
-        num_leaves: int = 31,
-        min_child_samples: int = 20,
+        num_leaves: int = 7,
+        min_child_samples: int = 200,
         n_folds: int = 1,
         boost_from_primary: float = 1.0,
         early_stopping_rounds: int | None = 30,
         time_bins: int = 32,
-        drop_features: tuple[str, ...] = (),
+        drop_features: tuple[str, ...] = ("*_score",),
         random_state: int = 0,
         n_jobs: int = 1,
+        reg_lambda: float = 100.0,
+        feature_fraction: float = 0.5,
+        cv_folds: int = 3,
+        min_gain: float = 0.005,
     ) -> None:
         self.sources = sources
         self.n_candidates = n_candidates
@@ -119,6 +123,10 @@ class HybridRanker(Recommender):
         self.drop_features = drop_features
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.reg_lambda = reg_lambda
+        self.feature_fraction = feature_fraction
+        self.cv_folds = cv_folds
+        self.min_gain = min_gain
 
     # -- fitting -----------------------------------------------------------------------------------
     def _fit(
@@ -142,7 +150,7 @@ class HybridRanker(Recommender):
         ts = sp.csr_matrix(timestamps) if timestamps is not None else None
         side = {"item_features": item_features, "user_segments": user_segments, "items": items}
         self._init_time_bins(ts)
-        feats, labels, groups, inits = [], [], [], []
+        feats, labels, groups, inits, q_users, q_relevant = [], [], [], [], [], []
         for fold in range(max(1, self.n_folds)):
             use_ts = ts if self.holdout == "time" else None
             keep, held = holdout_split(
@@ -168,6 +176,8 @@ class HybridRanker(Recommender):
                 labels.append(y[rows_kept].astype(np.int32))
                 inits.append(self._init_score(x[rows_kept]))
                 groups.append(np.bincount(pair_u[rows_kept], minlength=len(u))[has_pos])
+                q_users.append(u[has_pos])
+                q_relevant.append(np.diff(held.indptr)[u][has_pos])
         if not feats or sum(len(f) for f in feats) == 0:
             raise ValueError(
                 "no held-out interaction reached the candidates: too little data to train a ranker"
@@ -179,43 +189,109 @@ class HybridRanker(Recommender):
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
             "min_data_in_leaf": self.min_child_samples,
+            "lambda_l2": self.reg_lambda,
             "bagging_fraction": 0.8,
             "bagging_freq": 1,
-            "feature_fraction": 0.8,
-            "eval_at": [10],
+            "feature_fraction": self.feature_fraction,
+            "eval_at": [self.EVAL_K],
             "seed": self.random_state,
             "num_threads": self.n_jobs,
             "deterministic": True,
             "force_row_wise": True,
             "verbose": -1,
         }
-        valid_sets, callbacks = [], []
-        if self.early_stopping_rounds and len(g_all) >= 20:
-            # the last 20% of queries decide when to stop adding trees
-            n_val = max(1, len(g_all) // 5)
-            cut = int(g_all[:-n_val].sum())
-            valid_sets.append(
-                lgb.Dataset(
-                    x_all[cut:, self._cols], y_all[cut:], group=g_all[-n_val:], init_score=init_all[cut:]
-                )
+        x_all = x_all[:, self._cols]
+        self.cv_curve_: list[tuple[int, float]] = []
+        if self.cv_folds >= 2 and len(g_all) >= 2 * self.cv_folds:
+            n_trees = self._choose_rounds(
+                params, x_all, y_all, g_all, init_all, np.concatenate(q_users), np.concatenate(q_relevant)
             )
-            callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
-            x_all, y_all, init_all, g_all = x_all[:cut], y_all[:cut], init_all[:cut], g_all[:-n_val]
-        train_set = lgb.Dataset(
-            x_all[:, self._cols],
-            y_all,
-            group=g_all,
-            init_score=init_all,
-            feature_name=self.feature_names_,
-            free_raw_data=True,
-        )
-        self.ranker_ = lgb.train(
-            params, train_set, num_boost_round=self.n_estimators, valid_sets=valid_sets, callbacks=callbacks
-        )
+        else:
+            n_trees = self._early_stopped_rounds(params, x_all, y_all, g_all, init_all)
+        self.n_trees_ = int(n_trees)
+        self.ranker_: Any = None
+        if self.n_trees_ > 0:
+            train_set = lgb.Dataset(
+                x_all, y_all, group=g_all, init_score=init_all, feature_name=self.feature_names_
+            )
+            self.ranker_ = lgb.train(params, train_set, num_boost_round=self.n_trees_)
         self.train_queries_ = int(len(g_all))
         # serve with sources that saw everything
         self.sources_ = {n: fit_with(clone(m), user_items, timestamps=ts, **side) for n, m in sources.items()}
         self._set_context(user_items, ts, items, user_segments)
+
+    #: the cut-off of the NDCG that chooses the number of trees (the protocol's metric@10)
+    EVAL_K = 10
+
+    def _choose_rounds(
+        self,
+        params: dict[str, Any],
+        x: np.ndarray,
+        y: np.ndarray,
+        groups: np.ndarray,
+        init: np.ndarray,
+        q_users: np.ndarray,
+        q_relevant: np.ndarray,
+    ) -> int:
+        """Number of trees by ``cv_folds``-fold cross-validation over users, 0 included.
+
+        Why: with a few hundred users per dataset, early stopping on one small validation set picks noise,
+        and every tree beyond what the data supports moves the order away from the primary source (on
+        MovieLens each tree made held-out users' NDCG worse). Here each fold's ranker is scored on users it
+        never saw at every checkpoint, from 0 trees (= the primary source's own order, since boosting starts
+        from its z-score) up to ``n_estimators``; the averaged curve picks the count, and unless the best
+        count beats 0 trees by ``min_gain`` (relative) the hybrid keeps the primary source's order.
+        """
+        import lightgbm as lgb
+
+        rng = np.random.default_rng(self.random_state)
+        uniq = np.unique(q_users)
+        fold_of = dict(zip(uniq.tolist(), rng.permutation(len(uniq)) % self.cv_folds, strict=True))
+        q_fold = np.array([fold_of[u] for u in q_users.tolist()])
+        row_fold = np.repeat(q_fold, groups)
+        step = max(1, self.n_estimators // 30)
+        checkpoints = np.unique(np.r_[0, np.arange(step, self.n_estimators + 1, step), self.n_estimators])
+        total = np.zeros(len(checkpoints))
+        for f in range(self.cv_folds):
+            tr, va = row_fold != f, row_fold == f
+            if not va.any() or not tr.any():
+                continue
+            booster = lgb.train(
+                params,
+                lgb.Dataset(x[tr], y[tr], group=groups[q_fold != f], init_score=init[tr]),
+                num_boost_round=self.n_estimators,
+            )
+            pred, done = init[va].astype(np.float64), 0
+            for j, it in enumerate(checkpoints):
+                if it > done:
+                    pred = pred + booster.predict(x[va], start_iteration=done, num_iteration=it - done)
+                    done = it
+                total[j] += _ndcg_sum(pred, y[va], groups[q_fold == f], q_relevant[q_fold == f], self.EVAL_K)
+        curve = total / len(groups)
+        self.cv_curve_ = [(int(it), float(v)) for it, v in zip(checkpoints, curve, strict=True)]
+        best = int(np.argmax(curve))
+        if curve[best] <= curve[0] * (1.0 + self.min_gain):
+            return 0
+        return int(checkpoints[best])
+
+    def _early_stopped_rounds(
+        self, params: dict[str, Any], x: np.ndarray, y: np.ndarray, groups: np.ndarray, init: np.ndarray
+    ) -> int:
+        """Trees by early stopping on the last 20% of queries (``cv_folds < 2``; all of them if too few)."""
+        import lightgbm as lgb
+
+        if not self.early_stopping_rounds or len(groups) < 20:
+            return self.n_estimators
+        n_val = max(1, len(groups) // 5)
+        cut = int(groups[:-n_val].sum())
+        booster = lgb.train(
+            params,
+            lgb.Dataset(x[:cut], y[:cut], group=groups[:-n_val], init_score=init[:cut]),
+            num_boost_round=self.n_estimators,
+            valid_sets=[lgb.Dataset(x[cut:], y[cut:], group=groups[-n_val:], init_score=init[cut:])],
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+        )
+        return int(booster.best_iteration or self.n_estimators)
 
     def _init_time_bins(self, ts: sp.csr_matrix | None) -> None:
         """Global time bins (quantiles of interaction time) for the temporal-affinity features."""
@@ -392,7 +468,9 @@ class HybridRanker(Recommender):
             x, pair_u, pair_i = self._features(self.sources_, u, r)
             pred = np.zeros(0)
             if len(x):
-                pred = self.ranker_.predict(x[:, self._cols], num_threads=self.n_jobs) + self._init_score(x)
+                pred = self._init_score(x)
+                if self.ranker_ is not None:
+                    pred = pred + self.ranker_.predict(x[:, self._cols], num_threads=self.n_jobs)
             # below every candidate: the primary source's order squashed into (low - 2, low - 1)
             base = primary.score(u, r)
             lo = np.full(len(u), 0.0)
@@ -411,6 +489,8 @@ class HybridRanker(Recommender):
     def feature_importance(self) -> dict[str, float]:
         """Gain of each ranker feature (which sources and signals the ranker leans on)."""
         self._check_fitted()
+        if self.ranker_ is None:  # no tree earned its place: the primary source's order is served as is
+            return {n: 0.0 for n in self.feature_names_}
         gains = self.ranker_.feature_importance(importance_type="gain")
         return dict(sorted(zip(self.feature_names_, map(float, gains), strict=True), key=lambda kv: -kv[1]))
 
@@ -418,6 +498,20 @@ class HybridRanker(Recommender):
         params = super().get_params()
         params["sources"] = copy.deepcopy(params["sources"])
         return params
+
+
+def _ndcg_sum(pred: np.ndarray, y: np.ndarray, groups: np.ndarray, n_relevant: np.ndarray, k: int) -> float:
+    """Sum over queries of NDCG@k of ``pred`` (rows grouped by query, ``groups`` sizes in order); the ideal
+    DCG counts all ``n_relevant`` held-out items of a query, also those outside its candidates."""
+    q = np.repeat(np.arange(len(groups)), groups)
+    order = np.lexsort((-pred, q))
+    starts = np.repeat(np.cumsum(groups) - groups, groups)
+    pos = np.arange(len(q)) - starts
+    gain = np.where(pos < k, 1.0 / np.log2(pos + 2.0), 0.0) * y[order]
+    dcg = np.bincount(q, weights=gain, minlength=len(groups))
+    ideal = np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))
+    idcg = ideal[np.clip(n_relevant, 1, k) - 1]
+    return float((dcg / idcg).sum())
 
 
 def _standardise(scores: np.ndarray, rows: sp.csr_matrix) -> np.ndarray:
