@@ -409,6 +409,10 @@ def main() -> None:
         md.append(
             format_table(n["tradeoff"], ["diversity", "ndcg@10", "recall@10", "ild", "coverage", "novelty"])
         )
+    # keep the speed section of the previous report (written by --speed-only, a separate measurement)
+    old = out.read_text(encoding="utf-8") if out.exists() else ""
+    if SPEED_START in old and SPEED_END in old:
+        md += ["", old[old.index(SPEED_START) : old.index(SPEED_END) + len(SPEED_END)]]
     md += ["", "## Log", "", "```", *lines, "```", ""]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(md), encoding="utf-8")

@@ -13,9 +13,18 @@ Training (inside ``fit``, so no test data is ever touched):
    that source's list; item popularity, recency and mean interaction strength (watch-ratio history); user
    activity; item metadata (price, kind, creator popularity) and the user's affinity to the item's creator;
    the user's segment;
-4. label = "is in the held-out part", train LambdaRank with one query per user;
-5. refit every source on all the data. At serving time steps 2-3 run on the fresh sources and the ranker
+4. label = "is in the held-out part", train LambdaRank with one query per user, boosting from the first
+   (primary) source's per-user z-score (LightGBM ``init_score``): the trees learn corrections to it;
+5. choose the number of trees by ``cv_folds``-fold cross-validation over users, 0 included: 0 trees is the
+   primary source's own order, and unless more trees beat it by ``min_gain`` on users they never saw, the
+   hybrid serves exactly that order, so it cannot end below its primary source on the internal hold-out;
+6. refit every source on all the data. At serving time steps 2-3 run on the fresh sources and the ranker
    orders the candidates; items outside the candidates rank after them, in the first source's order.
+
+Features are per-user (z-score, score / user's best, rank) by default, not raw scores (``drop_features``
+drops ``*_score``): raw scales shift between sources fitted on the hold-out's 80% and on all the data.
+The trees are small and heavily regularised (7 leaves, 200 rows per leaf, L2 100): on MovieLens-sized data
+(600-950 users) the default LightGBM settings memorised users and every tree lowered held-out NDCG.
 """
 
 from __future__ import annotations
@@ -84,6 +93,11 @@ class HybridRanker(Recommender):
 
     ``fit(user_items, timestamps=None, item_features=None, user_segments=None, items=None)``; ``items`` is
     an item metadata frame aligned with the columns (``price``, ``kind``, ``creator_id`` are used if there).
+    Put the strongest source first: boosting starts from it and the ranker falls back to its order.
+
+    After ``fit``: ``n_trees_`` (trees kept, 0 = the primary source's order), ``cv_curve_`` ((trees, mean
+    NDCG@10 on held-out users) pairs), ``ranker_`` (the LightGBM booster, ``None`` with 0 trees).
+    ``cv_folds < 2`` falls back to early stopping on the last 20% of queries (``early_stopping_rounds``).
     """
 
     def __init__(
