@@ -645,7 +645,8 @@ class RoomService:
                 .join(Promotes, Promotes.item_id == Item.id)
                 .where(Promotes.promoter_id == room_id)
             ).all()
-        rs = RoomState(room_id, pipeline=self.pipeline)
+        # keep_record off: the store keeps every comment; a list here would grow for the room's whole life
+        rs = RoomState(room_id, pipeline=self.pipeline, keep_record=False)
         for p in promoted:
             rs.metrics.promote(p.id, p.title, p.price)
         room = Room(room_id, item.title or "", rs, _dt_ms(started) or int(_now_s() * 1000), state)
@@ -987,8 +988,8 @@ class RoomService:
 
     # ------------------------------------------------------------------ end and close
     async def end_room(self, room_id: str) -> dict[str, Any]:
-        """Mark the room ended, write what is pending and return its record (comments with verdicts,
-        metrics per minute, highlights) as this process saw it."""
+        """Mark the room ended, write what is pending and return its record (verdict counts, metrics per
+        minute, highlights) as this process saw it; the comments themselves are in the store."""
         room = await self.room(room_id)
         await self._persist(room, [])
 

@@ -145,7 +145,8 @@ async def room_snapshot(room_id: str, request: Request, n: int = Query(10, ge=1,
     "/rooms/{room_id}/end",
     summary="End a live room",
     description="Marks the live session ended, writes pending per-minute metrics and returns the room's "
-    "record as this process saw it (comments with verdicts, metrics per minute, highlights).",
+    "record as this process saw it (how many comments, verdict counts, metrics per minute, highlights); "
+    "the comments themselves, with their verdicts, are in `/rooms/{room_id}/stored/comments`.",
 )
 async def end_room(
     room_id: str, request: Request, principal: Annotated[Principal, Depends(require_scope("ingest"))]
@@ -154,7 +155,9 @@ async def end_room(
         rec = await get_service(request.app).end_room(room_id)
     except RoomNotFound as exc:
         return _error(exc)
-    return {k: v for k, v in rec.items() if k != "comments"} | {"comments": len(rec["comments"])}
+    # the server keeps no comment list in memory (the store has them all): count them from the verdicts
+    n = sum(int(v) for v in rec["verdicts"].values())
+    return {k: v for k, v in rec.items() if k != "comments"} | {"comments": n}
 
 
 @router.get(
