@@ -62,13 +62,24 @@ def test_memory_cache_copies_expires_and_evicts() -> None:
     got["items"].clear()  # a caller changing its copy changes nothing cached
     assert c.get("a") == PAGE
     c.set("b", PAGE)
-    c.get("a")  # a is now the most recent
-    c.set("c", PAGE)
-    assert c.get("b") is None and c.get("a") == PAGE and len(c) == 2
+    c.set("c", PAGE)  # over the bound: the oldest set goes first
+    assert c.get("a") is None and c.get("b") == PAGE and c.get("c") == PAGE and len(c) == 2
     time.sleep(0.25)
-    assert c.get("a") is None and c.get("c") is None
+    assert c.get("b") is None and c.get("c") is None
     with pytest.raises(ValueError):
         MemoryPageCache(ttl=0)
+
+
+def test_memory_cache_drops_expired_pages_when_it_sets_new_ones() -> None:
+    c = MemoryPageCache(max_entries=1000, ttl=0.2)
+    for i in range(50):
+        c.set(f"old{i}", PAGE)
+    time.sleep(0.15)
+    c.set("old0", PAGE)  # a re-set page moves to the back with a new expiry
+    c.set("mid", PAGE)
+    time.sleep(0.1)  # the first 49 have expired, old0 (re-set) and mid have not
+    c.set("new", PAGE)
+    assert len(c) == 3 and c.get("old0") == PAGE and c.get("mid") == PAGE and c.get("old1") is None
 
 
 @pytest.mark.skipif(redis_reason(REDIS_URL) is not None, reason=str(redis_reason(REDIS_URL)))

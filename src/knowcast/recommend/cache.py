@@ -39,7 +39,11 @@ class PageCache(Protocol):
 
 
 class MemoryPageCache:
-    """LRU with a time to live, for one process."""
+    """Pages with a time to live, for one process, oldest first out.
+
+    Every page lives ``ttl`` seconds from when it was set, so insertion order is expiry order: each ``set``
+    drops the expired pages at the front, and the cache holds about ``ttl`` seconds of traffic (bounded by
+    ``max_entries``) instead of filling up to the bound and staying there."""
 
     kind = "memory"
 
@@ -58,16 +62,17 @@ class MemoryPageCache:
             if hit[0] < time.monotonic():
                 del self._data[key]
                 return None
-            self._data.move_to_end(key)
         return orjson.loads(hit[1])  # a fresh copy: callers may change the page they get
 
     def set(self, key: str, page: dict[str, Any]) -> None:
         blob = orjson.dumps(page)
+        now = time.monotonic()
         with self._lock:
-            self._data[key] = (time.monotonic() + self.ttl, blob)
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+            self._data.pop(key, None)  # re-set: to the back, with its new expiry
+            self._data[key] = (now + self.ttl, blob)
+            data = self._data
+            while data and (len(data) > self.max_entries or next(iter(data.values()))[0] < now):
+                data.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._data)
