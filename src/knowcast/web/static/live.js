@@ -161,8 +161,10 @@
     const proto = location.protocol === "https:" ? "wss://" : "ws://";
     const ws = new WebSocket(proto + location.host + boot.ws);
     status.textContent = boot.i18n.connecting;
-    ws.onopen = function () { status.textContent = "● " + boot.i18n.live; status.className = "up"; };
-    ws.onmessage = function (ev) { try { handle(JSON.parse(ev.data)); } catch (e) { /* ignore a bad frame */ } };
+    // "live" once the first message arrives: the server sends it after the room's pipeline is warm, so a
+    // comment posted from then on reaches this console at once
+    function up() { if (status.className !== "up") { status.textContent = "● " + boot.i18n.live; status.className = "up"; } }
+    ws.onmessage = function (ev) { up(); try { handle(JSON.parse(ev.data)); } catch (e) { /* ignore a bad frame */ } };
     ws.onclose = function () { status.textContent = "○ reconnecting…"; status.className = "down"; setTimeout(connect, 2000); };
   }
   if (boot.series.length) {
