@@ -17,7 +17,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,20 +25,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from knowcast.store import Store
+from tests.live_server.conftest import free_port, wait_up
 
 PG_BIN = Path(os.environ.get("KNOWCAST_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pg_tool(name: str) -> str | None:
@@ -273,17 +266,7 @@ class ApiServer:
         )
 
     def wait_up(self, timeout: float = 90) -> None:
-        t_end = time.monotonic() + timeout
-        while time.monotonic() < t_end:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"API server exited: {self.output()[-3000:]}")
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"API server did not start within {timeout} s: {self.output()[-3000:]}")
+        wait_up(self.port, self.proc, self.log, timeout)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
