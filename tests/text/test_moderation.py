@@ -24,11 +24,6 @@ except FileNotFoundError:
 needs_lexicon = pytest.mark.skipif(not HAVE_LEXICON, reason="shared/data/lexicons not present")
 
 
-@pytest.fixture(scope="module")
-def mod() -> Moderator:
-    return Moderator(block_words=["割韭菜"], allow_words=["冰毒检测"])
-
-
 def test_skeleton_drops_separators():
     assert skeleton("微 信") == "微信"
     assert skeleton("v❤x") == "vx"

@@ -26,11 +26,6 @@ except FileNotFoundError:
 needs_data = pytest.mark.skipif(not HAVE_DATA, reason="shared/data (lexicons, danmaku, livechat) not present")
 
 
-@pytest.fixture(scope="module")
-def mod() -> Moderator:
-    return Moderator(block_words=["割韭菜"], allow_words=["冰毒检测"])
-
-
 def _same(mod: Moderator, texts: list[str]) -> None:
     mod.cache_clear()
     one = [mod.moderate(t) for t in texts]
