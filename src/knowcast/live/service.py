@@ -584,6 +584,7 @@ class RoomService:
         self.config = config if config is not None else LiveConfig.from_env()
         self._pipeline = pipeline
         self._pipeline_lock = threading.Lock()
+        self._warmed = False  # warm_up ran to the end in this process
         self.rooms: dict[str, Room] = {}
         self._rooms_lock = threading.Lock()
         self.limiter = RateLimiter(self.config.rate_per_s, self.config.burst)
@@ -606,10 +607,14 @@ class RoomService:
         return self._pipeline
 
     async def warm_up(self) -> None:
+        """Build the shared pipeline before a console goes live (once per process; later consoles skip it)."""
+        if self._warmed:
+            return
         await anyio.to_thread.run_sync(lambda: self.pipeline.analyze("warm up 预热"))
         # a batch large enough for the vectorised moderation pass builds its tables now, not on a POST
         warm = [(f"warm up 预热 {i}", 0.0, None, None) for i in range(40)]
         await anyio.to_thread.run_sync(lambda: self.pipeline.analyze_batch(warm))
+        self._warmed = True
 
     # ------------------------------------------------------------------ rooms
     def _load_room(self, room_id: str) -> Room:
